@@ -1,0 +1,42 @@
+# migrated: build, test, demo, benchmarks.
+GO       ?= go
+BIN      := bin/migrated
+PKGS     := ./...
+
+.PHONY: all build deps test test-unit demo bench e2e-power generate fuzz-smoke vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/migrated
+
+deps:
+	bash e2e/deps.sh
+
+# The whole default suite, as CI runs it (root: the engine and e2e tests need it).
+test: deps build
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 25m $(PKGS)
+
+# Fast tests only, no root needed.
+test-unit:
+	$(GO) test -short -count=1 $(PKGS)
+
+# Moves a real process between two namespace hosts and prints the report.
+demo: deps build
+	./$(BIN) demo
+
+bench: deps build
+	./$(BIN) bench
+
+e2e-power:
+	bash e2e/power/run.sh
+
+generate:
+	cd image && PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) generate ./...
+
+vet:
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the default test suite and the demo need on a fresh Debian 12
+# machine, as root. Idempotent: it only calls apt when something is missing.
+set -euo pipefail
+
+pkgs=(gcc gcc-multilib libc6-dev python3 iproute2 util-linux protobuf-compiler)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -q
+  apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Go modules through the module proxy configured in the environment.
+go mod download
