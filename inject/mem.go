@@ -1,0 +1,79 @@
+package inject
+
+import (
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func uintptrOf(p *uint64) uintptr { return uintptr(unsafe.Pointer(p)) }
+
+// MaxIovecs is the most iovecs one process_vm_readv/writev takes (UIO_MAXIOV).
+const MaxIovecs = 1024
+
+// ReadMem copies len(buf) bytes at addr of pid into buf with
+// process_vm_readv. It does not need the tracer thread.
+func ReadMem(pid int, addr uint64, buf []byte) error {
+	for done := 0; done < len(buf); {
+		local := []unix.Iovec{{Base: &buf[done]}}
+		local[0].SetLen(len(buf) - done)
+		remote := []unix.RemoteIovec{{Base: uintptr(addr) + uintptr(done), Len: len(buf) - done}}
+		n, err := unix.ProcessVMReadv(pid, local, remote, 0)
+		if err != nil {
+			return fmt.Errorf("read %d bytes at %#x of %d: %w", len(buf)-done, addr+uint64(done), pid, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("read at %#x of %d: no progress", addr+uint64(done), pid)
+		}
+		done += n
+	}
+	return nil
+}
+
+// WriteMem copies buf to addr of pid with process_vm_writev (the target
+// range must be writable).
+func WriteMem(pid int, addr uint64, buf []byte) error {
+	for done := 0; done < len(buf); {
+		local := []unix.Iovec{{Base: &buf[done]}}
+		local[0].SetLen(len(buf) - done)
+		remote := []unix.RemoteIovec{{Base: uintptr(addr) + uintptr(done), Len: len(buf) - done}}
+		n, err := unix.ProcessVMWritev(pid, local, remote, 0)
+		if err != nil {
+			return fmt.Errorf("write %d bytes at %#x of %d: %w", len(buf)-done, addr+uint64(done), pid, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("write at %#x of %d: no progress", addr+uint64(done), pid)
+		}
+		done += n
+	}
+	return nil
+}
+
+// ReadMemForce reads through /proc/PID/mem, which (with ptrace access) also
+// reads mappings that are not readable (PROT_NONE ranges).
+func ReadMemForce(pid int, addr uint64, buf []byte) error {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(buf, int64(addr)); err != nil {
+		return fmt.Errorf("read %d bytes at %#x of /proc/%d/mem: %w", len(buf), addr, pid, err)
+	}
+	return nil
+}
+
+// WriteMemForce writes through /proc/PID/mem (also into read-only mappings).
+func WriteMemForce(pid int, addr uint64, buf []byte) error {
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", pid), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(buf, int64(addr)); err != nil {
+		return fmt.Errorf("write %d bytes at %#x of /proc/%d/mem: %w", len(buf), addr, pid, err)
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+package inject
+
+import (
+	"fmt"
+
+	"github.com/migrated/migrated/arch"
+	"golang.org/x/sys/unix"
+)
+
+// Injector runs system calls inside one stopped thread. Begin saves the
+// thread's registers and signal mask and blocks every signal, so nothing is
+// delivered in the middle of an injected call; End puts both back. Between
+// them, Call runs one system call at a time from the gadget.
+type Injector struct {
+	th     *Thread
+	gadget uint64
+	saved  arch.Regs
+	mask   uint64
+	active bool
+	// Calls counts injected system calls (for metrics and tests).
+	Calls int
+}
+
+// SyscallError is a failed injected system call.
+type SyscallError struct {
+	Name  string
+	Errno unix.Errno
+}
+
+func (e *SyscallError) Error() string { return fmt.Sprintf("injected %s: %v", e.Name, e.Errno) }
+func (e *SyscallError) Unwrap() error { return e.Errno }
+
+// Begin prepares th for injection, running calls from the syscall
+// instruction at gadget.
+func Begin(th *Thread, gadget uint64) (*Injector, error) {
+	in := &Injector{th: th, gadget: gadget}
+	err := th.t.Do(func() error {
+		raw, err := getRegset(th.TID, arch.NT_PRSTATUS)
+		if err != nil {
+			return err
+		}
+		if in.saved, err = th.Arch.DecodeRegs(raw); err != nil {
+			return fmt.Errorf("thread %d: %w", th.TID, err)
+		}
+		var m uint64
+		if err := ptraceGetSigmaskRaw(th.TID, &m); err != nil {
+			return err
+		}
+		in.mask = m
+		return setSigmask(th.TID, ^uint64(0))
+	})
+	if err != nil {
+		return nil, err
+	}
+	in.active = true
+	return in, nil
+}
+
+// Gadget is the address calls run from.
+func (in *Injector) Gadget() uint64 { return in.gadget }
+
+// SetGadget moves where calls run from (after the mapping that held the old
+// gadget moved or went away).
+func (in *Injector) SetGadget(g uint64) { in.gadget = g }
+
+// Saved returns the registers the thread had at Begin.
+func (in *Injector) Saved() arch.Regs { return in.saved }
+
+// SetSaved replaces the registers End restores (the restore side installs
+// the task's own registers this way).
+func (in *Injector) SetSaved(r arch.Regs) { in.saved = r }
+
+// SetSavedMask replaces the signal mask End restores.
+func (in *Injector) SetSavedMask(m uint64) { in.mask = m }
+
+// Call runs system call nr with args and returns its result; a negative
+// result becomes a *SyscallError named name.
+func (in *Injector) Call(name string, nr int, args ...uint64) (uint64, error) {
+	if !in.active {
+		return 0, fmt.Errorf("injected %s: injector ended", name)
+	}
+	if nr <= 0 && name != "restart_syscall" {
+		return 0, fmt.Errorf("injected %s: no such syscall on %s", name, in.th.Arch.Name())
+	}
+	var ret uint64
+	var errno arch.Errno
+	err := in.th.t.Do(func() error {
+		r := in.saved.Clone()
+		r.SetSyscall(in.gadget, uint64(nr), args...)
+		if err := setRegset(in.th.TID, arch.NT_PRSTATUS, r.Bytes()); err != nil {
+			return err
+		}
+		// Entry stop, then exit stop. Event stops (a fork or clone made
+		// by the call itself) come in between and are stepped over.
+		for _, want := range []string{"syscall entry", "syscall exit"} {
+			if err := stepToSyscallStop(in.th.TID, want); err != nil {
+				return fmt.Errorf("injected %s: %w", name, err)
+			}
+		}
+		raw, err := getRegset(in.th.TID, arch.NT_PRSTATUS)
+		if err != nil {
+			return err
+		}
+		out, err := in.th.Arch.DecodeRegs(raw)
+		if err != nil {
+			return err
+		}
+		ret, errno = out.SyscallResult()
+		return nil
+	})
+	in.Calls++
+	if err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		return 0, &SyscallError{Name: name, Errno: unix.Errno(errno)}
+	}
+	return ret, nil
+}
+
+func stepToSyscallStop(tid int, want string) error {
+	for i := 0; i < 64; i++ {
+		if err := ptrace(unix.PTRACE_SYSCALL, tid, 0, 0); err != nil {
+			return fmt.Errorf("ptrace syscall %d: %w", tid, err)
+		}
+		ws, err := wait(tid)
+		if err != nil {
+			return err
+		}
+		switch {
+		case ws.Exited() || ws.Signaled():
+			return fmt.Errorf("thread %d %s: %w", tid, describe(ws), ErrGone)
+		case ws.Stopped() && int(ws.StopSignal()) == ptraceSyscallStopSignal:
+			return nil
+		case ws.Stopped() && ws.TrapCause() > 0:
+			continue // PTRACE_EVENT_* stop: step on
+		case ws.Stopped():
+			// Every blockable signal is blocked during injection; what
+			// still stops us is a synchronous fault of the injected call.
+			return &StopError{TID: tid, Status: ws, Want: want}
+		}
+	}
+	return fmt.Errorf("thread %d: no %s stop", tid, want)
+}
+
+// End restores the registers and signal mask saved at Begin (or set with
+// SetSaved/SetSavedMask). The thread stays stopped.
+func (in *Injector) End() error {
+	if !in.active {
+		return nil
+	}
+	in.active = false
+	return in.th.t.Do(func() error {
+		if err := setRegset(in.th.TID, arch.NT_PRSTATUS, in.saved.Bytes()); err != nil {
+			return err
+		}
+		return setSigmask(in.th.TID, in.mask)
+	})
+}
+
+func ptraceGetSigmaskRaw(tid int, m *uint64) error {
+	if err := ptrace(ptraceGetSigmask, tid, 8, uintptrOf(m)); err != nil {
+		return fmt.Errorf("getsigmask %d: %w", tid, err)
+	}
+	return nil
+}

@@ -1,0 +1,256 @@
+package inject
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+
+	"github.com/migrated/migrated/arch"
+	"golang.org/x/sys/unix"
+)
+
+// Thread is one traced thread of a task.
+type Thread struct {
+	TID  int
+	Arch arch.Arch
+	t    *Tracer
+	// pending holds signals the thread stopped for while being frozen; they
+	// are delivered again when the thread is released.
+	pending []unix.Signal
+}
+
+// Thread returns a handle for tid, traced (or to be traced) by t.
+func (t *Tracer) Thread(tid int, a arch.Arch) *Thread {
+	return &Thread{TID: tid, Arch: a, t: t}
+}
+
+// Seize attaches without stopping (PTRACE_SEIZE).
+func (th *Thread) Seize(options int) error {
+	return th.t.Do(func() error {
+		if err := ptrace(unix.PTRACE_SEIZE, th.TID, 0, uintptr(options)); err != nil {
+			return fmt.Errorf("seize %d: %w", th.TID, err)
+		}
+		return nil
+	})
+}
+
+// Freeze stops a seized thread with PTRACE_INTERRUPT and waits until it is in
+// the interrupt stop. Signals that arrive meanwhile are remembered and handed
+// back at Release, so the task sees every one of them.
+func (th *Thread) Freeze() error {
+	return th.t.Do(func() error {
+		if err := ptrace(unix.PTRACE_INTERRUPT, th.TID, 0, 0); err != nil {
+			return fmt.Errorf("interrupt %d: %w", th.TID, err)
+		}
+		for i := 0; i < 1000; i++ {
+			ws, err := wait(th.TID)
+			if err != nil {
+				return err
+			}
+			switch {
+			case ws.Exited() || ws.Signaled():
+				return fmt.Errorf("freeze %d: %s: %w", th.TID, describe(ws), ErrGone)
+			case ws.Stopped() && ws.TrapCause() == ptraceEventStop:
+				return nil
+			case ws.Stopped():
+				// A signal-delivery stop: hold the signal back (it is
+				// suppressed now) and deliver it at release.
+				th.pending = append(th.pending, ws.StopSignal())
+				if err := ptrace(unix.PTRACE_CONT, th.TID, 0, 0); err != nil {
+					return fmt.Errorf("continue %d while freezing: %w", th.TID, err)
+				}
+			}
+		}
+		return fmt.Errorf("freeze %d: no interrupt stop after 1000 stops", th.TID)
+	})
+}
+
+// Release resumes a frozen thread and detaches from it, handing back the
+// first signal it was stopped for while frozen (the kernel queues further
+// standard signals of the same number only once anyway). Others are re-sent
+// with tgkill.
+func (th *Thread) Release() error {
+	return th.t.Do(func() error {
+		var sig uintptr
+		if len(th.pending) > 0 {
+			sig = uintptr(th.pending[0])
+		}
+		if err := ptrace(unix.PTRACE_DETACH, th.TID, 0, sig); err != nil {
+			return fmt.Errorf("detach %d: %w", th.TID, err)
+		}
+		if len(th.pending) > 1 {
+			for _, s := range th.pending[1:] {
+				_ = unix.Tgkill(unix.Getpid(), th.TID, s) // best effort: the thread may be gone
+			}
+		}
+		th.pending = nil
+		return nil
+	})
+}
+
+// Detach detaches a thread that is in a ptrace stop, delivering sig (0 for none).
+func (th *Thread) Detach(sig unix.Signal) error {
+	return th.t.Do(func() error {
+		if err := ptrace(unix.PTRACE_DETACH, th.TID, 0, uintptr(sig)); err != nil {
+			return fmt.Errorf("detach %d: %w", th.TID, err)
+		}
+		return nil
+	})
+}
+
+// SetOptions sets ptrace options on a thread in a ptrace stop.
+func (th *Thread) SetOptions(options int) error {
+	return th.t.Do(func() error {
+		if err := ptrace(unix.PTRACE_SETOPTIONS, th.TID, 0, uintptr(options)); err != nil {
+			return fmt.Errorf("setoptions %d: %w", th.TID, err)
+		}
+		return nil
+	})
+}
+
+// WaitStop waits for the next stop of the thread (on the tracer thread).
+func (th *Thread) WaitStop() (unix.WaitStatus, error) {
+	var ws unix.WaitStatus
+	err := th.t.Do(func() error {
+		var err error
+		ws, err = wait(th.TID)
+		return err
+	})
+	return ws, err
+}
+
+// GetRegset reads one register set (PTRACE_GETREGSET); the returned slice
+// has the length the kernel reported.
+func (th *Thread) GetRegset(note uint32) ([]byte, error) {
+	var out []byte
+	err := th.t.Do(func() error {
+		var err error
+		out, err = getRegset(th.TID, note)
+		return err
+	})
+	return out, err
+}
+
+func getRegset(tid int, note uint32) ([]byte, error) {
+	buf := make([]byte, maxRegsetSize)
+	iov := unix.Iovec{Base: &buf[0]}
+	iov.SetLen(len(buf))
+	if err := ptrace(unix.PTRACE_GETREGSET, tid, uintptr(note), uintptr(unsafe.Pointer(&iov))); err != nil {
+		return nil, fmt.Errorf("getregset %#x of %d: %w", note, tid, err)
+	}
+	return append([]byte(nil), buf[:iov.Len]...), nil
+}
+
+// SetRegset writes one register set (PTRACE_SETREGSET).
+func (th *Thread) SetRegset(note uint32, data []byte) error {
+	return th.t.Do(func() error { return setRegset(th.TID, note, data) })
+}
+
+func setRegset(tid int, note uint32, data []byte) error {
+	if len(data) == 0 {
+		return fmt.Errorf("setregset %#x of %d: empty", note, tid)
+	}
+	iov := unix.Iovec{Base: &data[0]}
+	iov.SetLen(len(data))
+	if err := ptrace(unix.PTRACE_SETREGSET, tid, uintptr(note), uintptr(unsafe.Pointer(&iov))); err != nil {
+		return fmt.Errorf("setregset %#x of %d: %w", note, tid, err)
+	}
+	return nil
+}
+
+// Regs reads and decodes NT_PRSTATUS.
+func (th *Thread) Regs() (arch.Regs, error) {
+	raw, err := th.GetRegset(arch.NT_PRSTATUS)
+	if err != nil {
+		return nil, err
+	}
+	return th.Arch.DecodeRegs(raw)
+}
+
+// SetRegs writes NT_PRSTATUS.
+func (th *Thread) SetRegs(r arch.Regs) error { return th.SetRegset(arch.NT_PRSTATUS, r.Bytes()) }
+
+// Sigmask reads the blocked-signal mask (PTRACE_GETSIGMASK).
+func (th *Thread) Sigmask() (uint64, error) {
+	var m uint64
+	err := th.t.Do(func() error {
+		if err := ptrace(ptraceGetSigmask, th.TID, 8, uintptr(unsafe.Pointer(&m))); err != nil {
+			return fmt.Errorf("getsigmask %d: %w", th.TID, err)
+		}
+		return nil
+	})
+	return m, err
+}
+
+// SetSigmask writes the blocked-signal mask (PTRACE_SETSIGMASK).
+func (th *Thread) SetSigmask(m uint64) error {
+	return th.t.Do(func() error { return setSigmask(th.TID, m) })
+}
+
+func setSigmask(tid int, m uint64) error {
+	if err := ptrace(ptraceSetSigmask, tid, 8, uintptr(unsafe.Pointer(&m))); err != nil {
+		return fmt.Errorf("setsigmask %d: %w", tid, err)
+	}
+	return nil
+}
+
+// RseqConfig is struct ptrace_rseq_configuration (include/uapi/linux/ptrace.h).
+type RseqConfig struct {
+	Addr  uint64
+	Len   uint32
+	Flags uint32
+	Sig   uint32
+}
+
+// Rseq reads the thread's rseq registration (PTRACE_GET_RSEQ_CONFIGURATION).
+func (th *Thread) Rseq() (RseqConfig, error) {
+	var c RseqConfig
+	err := th.t.Do(func() error {
+		var b [ptraceRseqConfigSize]byte
+		_, _, e := unix.Syscall6(unix.SYS_PTRACE, ptraceGetRseqConfig, uintptr(th.TID), uintptr(len(b)), uintptr(unsafe.Pointer(&b[0])), 0, 0)
+		if e != 0 {
+			return fmt.Errorf("get rseq configuration of %d: %w", th.TID, e)
+		}
+		// struct ptrace_rseq_configuration { __u64 rseq_abi_pointer; __u32 rseq_abi_size; __u32 signature; __u32 flags; __u32 pad; }
+		c.Addr = binary.NativeEndian.Uint64(b[0:])
+		c.Len = binary.NativeEndian.Uint32(b[8:])
+		c.Sig = binary.NativeEndian.Uint32(b[12:])
+		c.Flags = binary.NativeEndian.Uint32(b[16:])
+		return nil
+	})
+	return c, err
+}
+
+// PendingSignals reads the thread's queued signals (PTRACE_PEEKSIGINFO),
+// per-thread or, with shared, the process-wide queue. Each entry is a raw
+// 128-byte siginfo_t.
+func (th *Thread) PendingSignals(shared bool) ([][]byte, error) {
+	var out [][]byte
+	err := th.t.Do(func() error {
+		// struct ptrace_peeksiginfo_args { __u64 off; __u32 flags; __s32 nr; }
+		var args [16]byte
+		var flags uint32
+		if shared {
+			flags = ptracePeekSiginfoShared
+		}
+		for off := uint64(0); off < 1<<16; {
+			binary.NativeEndian.PutUint64(args[0:], off)
+			binary.NativeEndian.PutUint32(args[8:], flags)
+			binary.NativeEndian.PutUint32(args[12:], 32)
+			buf := make([]byte, 32*siginfoSize)
+			n, _, e := unix.Syscall6(unix.SYS_PTRACE, ptracePeekSiginfo, uintptr(th.TID), uintptr(unsafe.Pointer(&args[0])), uintptr(unsafe.Pointer(&buf[0])), 0, 0)
+			if e != 0 {
+				return fmt.Errorf("peeksiginfo %d: %w", th.TID, e)
+			}
+			if n == 0 {
+				break
+			}
+			for i := 0; i < int(n); i++ {
+				out = append(out, append([]byte(nil), buf[i*siginfoSize:(i+1)*siginfoSize]...))
+			}
+			off += uint64(n)
+		}
+		return nil
+	})
+	return out, err
+}
