@@ -1,0 +1,7 @@
+//go:build !amd64 && !ppc64 && !ppc64le
+
+package compat
+
+func compat32ProbeELF() []byte { return nil }
+
+func xstateFeatures() uint64 { return 0 }
