@@ -1,0 +1,191 @@
+package nshost
+
+import (
+	"errors"
+	"slices"
+	"testing"
+)
+
+var replyTests = []struct {
+	in   string
+	want *reply // nil: must be rejected
+}{
+	{`{"kind":"started","pid":7}`, &reply{Kind: replyStarted, PID: 7}},
+	{`{"kind":"exit","status":256}`, &reply{Kind: replyExit, Status: 256}},
+	{`{"kind":"exit"}`, &reply{Kind: replyExit}},
+	{`{"kind":"error","error":"start x: no such file"}`, &reply{Kind: replyError, Error: "start x: no such file"}},
+	{`{"kind":"started"}`, nil},
+	{`{"kind":"started","pid":-3}`, nil},
+	{`{"kind":"error"}`, nil},
+	{`{"kind":"launched","pid":7}`, nil},
+	{`{"kind":"exit","status":-1}`, nil},
+	{`not json`, nil},
+	{``, nil},
+}
+
+func TestDecodeReply(t *testing.T) {
+	for _, tc := range replyTests {
+		got, err := decodeReply([]byte(tc.in))
+		if tc.want == nil {
+			if !errors.Is(err, errBadMessage) {
+				t.Errorf("decodeReply(%q) = %+v, %v; want errBadMessage", tc.in, got, err)
+			}
+			continue
+		}
+		if err != nil || *got != *tc.want {
+			t.Errorf("decodeReply(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+var requestTests = []struct {
+	in string
+	ok bool
+}{
+	{`{"path":"/bin/true","args":["true"],"env":["A=1"],"dir":"/"}`, true},
+	{`{"path":"/bin/true","args":["true"]}`, true},
+	{`{"path":"","args":["true"]}`, false},
+	{`{"path":"/bin/true","args":[]}`, false},
+	{`{"path":"/bin/true","args":"true"}`, false},
+	{`[]`, false},
+	{``, false},
+}
+
+func TestDecodeRequest(t *testing.T) {
+	for _, tc := range requestTests {
+		_, err := decodeRequest([]byte(tc.in))
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, errBadMessage)) {
+			t.Errorf("decodeRequest(%q): %v, want ok=%v", tc.in, err, tc.ok)
+		}
+	}
+}
+
+var nspidTests = []struct {
+	in   string
+	want []int // nil: must be rejected
+}{
+	{"Name:\tsleep\nTgid:\t4242\nNSpid:\t4242\t12\nPPid:\t1\n", []int{4242, 12}},
+	{"NSpid:\t1\n", []int{1}},
+	// The fdinfo of a pidfd.
+	{"pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nPid:\t4242\nNSpid:\t4242\t12\t1\n", []int{4242, 12, 1}},
+	// The fdinfo of a pidfd whose process has been reaped.
+	{"Pid:\t-1\nNSpid:\t-1\n", nil},
+	{"NSpid:\n", nil},
+	{"NSpid:\t12 x\n", nil},
+	{"Name:\tsleep\n", nil},
+	{"", nil},
+}
+
+func TestParseNSpid(t *testing.T) {
+	for _, tc := range nspidTests {
+		got, err := parseNSpid([]byte(tc.in))
+		if tc.want == nil {
+			if !errors.Is(err, errBadMessage) {
+				t.Errorf("parseNSpid(%q) = %v, %v; want errBadMessage", tc.in, got, err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("parseNSpid(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+var nsInodeTests = []struct {
+	link, kind string
+	want       uint64
+	ok         bool
+}{
+	{"net:[4026531840]", "net", 4026531840, true},
+	{"pid:[4026531836]", "pid", 4026531836, true},
+	{"pid:[4026531836]", "net", 0, false},
+	{"net:[]", "net", 0, false},
+	{"net:[-1]", "net", 0, false},
+	{"net:[12", "net", 0, false},
+	{"", "net", 0, false},
+}
+
+func TestParseNSInode(t *testing.T) {
+	for _, tc := range nsInodeTests {
+		got, err := parseNSInode(tc.link, tc.kind)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseNSInode(%q, %q) = %d, %v; want %d, ok=%v", tc.link, tc.kind, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+var linksUpTests = []struct {
+	out  string
+	n    int
+	want bool
+}{
+	{"1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT\n" +
+		"2: to-b@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT\n", 1, true},
+	{"2: to-b@if2: <NO-CARRIER,BROADCAST,MULTICAST,UP> mtu 1500 qdisc noqueue state DOWN mode DEFAULT\n", 1, false},
+	{"2: to-b@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT\n", 2, false},
+	{"", 1, false},
+}
+
+func TestLinksUp(t *testing.T) {
+	for _, tc := range linksUpTests {
+		if got := linksUp(tc.out, tc.n); got != tc.want {
+			t.Errorf("linksUp(%q, %d) = %v, want %v", tc.out, tc.n, got, tc.want)
+		}
+	}
+}
+
+func FuzzDecodeReply(f *testing.F) {
+	for _, tc := range replyTests {
+		f.Add([]byte(tc.in))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeReply(b)
+		if err != nil {
+			return
+		}
+		if r.Kind == replyStarted && r.PID <= 0 {
+			t.Errorf("accepted a start without a pid: %+v", r)
+		}
+	})
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	for _, tc := range requestTests {
+		f.Add([]byte(tc.in))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeRequest(b)
+		if err == nil && (r.Path == "" || len(r.Args) == 0) {
+			t.Errorf("accepted a request without a program: %+v", r)
+		}
+	})
+}
+
+func FuzzParseNSpid(f *testing.F) {
+	for _, tc := range nspidTests {
+		f.Add([]byte(tc.in))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pids, err := parseNSpid(b)
+		if err != nil {
+			return
+		}
+		if len(pids) == 0 {
+			t.Errorf("no pids and no error")
+		}
+		for _, p := range pids {
+			if p < 0 {
+				t.Errorf("negative pid in %v", pids)
+			}
+		}
+	})
+}
+
+func FuzzParseNSInode(f *testing.F) {
+	for _, tc := range nsInodeTests {
+		f.Add(tc.link, tc.kind)
+	}
+	f.Fuzz(func(t *testing.T, link, kind string) {
+		parseNSInode(link, kind)
+	})
+}
