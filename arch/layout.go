@@ -1,0 +1,123 @@
+package arch
+
+import "fmt"
+
+// Kernel structures the engine passes to injected system calls, laid out for
+// a task of arch a. On every arch here they are built from "long"-sized
+// words in the task's byte order, so the word size and byte order decide
+// the layout; 32-bit tasks get the compat layouts
+// (include/linux/compat.h, arch/x86/include/asm/ia32.h,
+// arch/powerpc/kernel/ppc32.h).
+
+// SigactionSize is the size of the kernel's struct sigaction for rt_sigaction
+// with an 8-byte sigset: handler, flags, restorer (one word each), mask (8 bytes).
+func SigactionSize(a Arch) int { return 3*a.WordSize() + 8 }
+
+// Sigaction is the kernel's view of one signal handler.
+type Sigaction struct {
+	Handler, Flags, Restorer, Mask uint64
+}
+
+func putWord(a Arch, b []byte, v uint64) {
+	if a.WordSize() == 8 {
+		a.ByteOrder().PutUint64(b, v)
+	} else {
+		a.ByteOrder().PutUint32(b, uint32(v))
+	}
+}
+
+func word(a Arch, b []byte) uint64 {
+	if a.WordSize() == 8 {
+		return a.ByteOrder().Uint64(b)
+	}
+	return uint64(a.ByteOrder().Uint32(b))
+}
+
+// putSigset writes a 64-signal set: one u64 on 64-bit tasks, two u32 words
+// (signals 1-32 first) in compat layouts.
+func putSigset(a Arch, b []byte, m uint64) {
+	if a.WordSize() == 8 {
+		a.ByteOrder().PutUint64(b, m)
+		return
+	}
+	a.ByteOrder().PutUint32(b, uint32(m))
+	a.ByteOrder().PutUint32(b[4:], uint32(m>>32))
+}
+
+func sigset(a Arch, b []byte) uint64 {
+	if a.WordSize() == 8 {
+		return a.ByteOrder().Uint64(b)
+	}
+	return uint64(a.ByteOrder().Uint32(b)) | uint64(a.ByteOrder().Uint32(b[4:]))<<32
+}
+
+// EncodeSigaction lays out s for rt_sigaction.
+func EncodeSigaction(a Arch, s Sigaction) []byte {
+	w := a.WordSize()
+	b := make([]byte, SigactionSize(a))
+	putWord(a, b[0:], s.Handler)
+	putWord(a, b[w:], s.Flags)
+	putWord(a, b[2*w:], s.Restorer)
+	putSigset(a, b[3*w:], s.Mask)
+	return b
+}
+
+// DecodeSigaction reads what rt_sigaction wrote.
+func DecodeSigaction(a Arch, b []byte) (Sigaction, error) {
+	if len(b) < SigactionSize(a) {
+		return Sigaction{}, fmt.Errorf("sigaction of %d bytes, want %d", len(b), SigactionSize(a))
+	}
+	w := a.WordSize()
+	return Sigaction{Handler: word(a, b), Flags: word(a, b[w:]), Restorer: word(a, b[2*w:]), Mask: sigset(a, b[3*w:])}, nil
+}
+
+// StackSize is sizeof(stack_t): { void *ss_sp; int ss_flags; size_t ss_size; }.
+func StackSize(a Arch) int { return 3 * a.WordSize() }
+
+// EncodeStack lays out a stack_t for sigaltstack.
+func EncodeStack(a Arch, sp uint64, flags uint32, size uint64) []byte {
+	w := a.WordSize()
+	b := make([]byte, StackSize(a))
+	putWord(a, b, sp)
+	a.ByteOrder().PutUint32(b[w:], flags) // an int, at the start of its word slot
+	putWord(a, b[2*w:], size)
+	return b
+}
+
+// DecodeStack reads a stack_t.
+func DecodeStack(a Arch, b []byte) (sp uint64, flags uint32, size uint64, err error) {
+	if len(b) < StackSize(a) {
+		return 0, 0, 0, fmt.Errorf("stack_t of %d bytes, want %d", len(b), StackSize(a))
+	}
+	w := a.WordSize()
+	return word(a, b), a.ByteOrder().Uint32(b[w:]), word(a, b[2*w:]), nil
+}
+
+// ITimervalSize is sizeof(struct itimerval): two timevals of two longs.
+func ITimervalSize(a Arch) int { return 4 * a.WordSize() }
+
+// EncodeITimerval lays out an itimerval from nanoseconds.
+func EncodeITimerval(a Arch, intervalNS, valueNS int64) []byte {
+	w := a.WordSize()
+	b := make([]byte, ITimervalSize(a))
+	putWord(a, b, uint64(intervalNS/1e9))
+	putWord(a, b[w:], uint64(intervalNS%1e9/1e3))
+	putWord(a, b[2*w:], uint64(valueNS/1e9))
+	putWord(a, b[3*w:], uint64(valueNS%1e9/1e3))
+	return b
+}
+
+// DecodeITimerval reads an itimerval into nanoseconds.
+func DecodeITimerval(a Arch, b []byte) (intervalNS, valueNS int64, err error) {
+	if len(b) < ITimervalSize(a) {
+		return 0, 0, fmt.Errorf("itimerval of %d bytes, want %d", len(b), ITimervalSize(a))
+	}
+	w := a.WordSize()
+	sl := func(off int) int64 {
+		if w == 8 {
+			return int64(word(a, b[off:]))
+		}
+		return int64(int32(word(a, b[off:])))
+	}
+	return sl(0)*1e9 + sl(w)*1e3, sl(2*w)*1e9 + sl(3*w)*1e3, nil
+}

@@ -1,0 +1,213 @@
+package restore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/migrated/migrated/image"
+	"github.com/migrated/migrated/inject"
+	"golang.org/x/sys/unix"
+)
+
+// writeStr puts a NUL-terminated string into the scratch page.
+func (p *Process) writeScratch(b []byte) (uint64, error) {
+	if uint64(len(b)) > p.PageSize {
+		return 0, fmt.Errorf("argument of %d bytes does not fit the scratch page", len(b))
+	}
+	if err := inject.WriteMem(p.PID, p.scratch, b); err != nil {
+		return 0, err
+	}
+	return p.scratch, nil
+}
+
+func cstr(s string) []byte { return append([]byte(s), 0) }
+
+// fillProt is the protection a VMA gets while its pages are written.
+func fillProt(v *image.VMA) uint64 {
+	if v.PagesTravel() {
+		return uint64(v.Prot) | unix.PROT_READ | unix.PROT_WRITE
+	}
+	return uint64(v.Prot)
+}
+
+// MapVMAs maps every VMA of the task that is not mapped yet, writable while
+// pages are written into it. Special mappings were placed by Start.
+func (p *Process) MapVMAs(vmas []*image.VMA) error {
+	sc := p.sc()
+	var shmSize = map[uint32]uint64{}
+	for _, v := range vmas {
+		if v.Kind == image.VMAKind_VMA_ANON_SHARED {
+			shmSize[v.Shmid] = max(shmSize[v.Shmid], v.Pgoff+v.End-v.Start)
+		}
+	}
+	for _, v := range vmas {
+		if v.Special() || p.mapped[v.Start] != nil {
+			continue
+		}
+		if v.End <= v.Start || v.Start%p.PageSize != 0 || v.End%p.PageSize != 0 {
+			return fmt.Errorf("%w: VMA %#x-%#x", ErrBadImage, v.Start, v.End)
+		}
+		if v.Start >= p.stub && v.Start < p.stub+2*p.PageSize || p.stub >= v.Start && p.stub < v.End {
+			return fmt.Errorf("%w: VMA %#x-%#x overlaps the stub", ErrBadImage, v.Start, v.End)
+		}
+		size := v.End - v.Start
+		prot := fillProt(v)
+		flags := uint64(unix.MAP_FIXED_NOREPLACE)
+		if v.Flags&0x0100 != 0 {
+			flags |= unix.MAP_GROWSDOWN
+		}
+		fd := ^uint64(0)
+		off := uint64(0)
+		closeFd := false
+		switch v.Kind {
+		case image.VMAKind_VMA_ANON_PRIVATE, image.VMAKind_VMA_HEAP, image.VMAKind_VMA_STACK:
+			flags |= unix.MAP_PRIVATE | unix.MAP_ANONYMOUS
+		case image.VMAKind_VMA_ANON_SHARED:
+			// One memfd per shared object, so that VMAs of the same object
+			// share their pages again.
+			f, ok := p.shmFds[v.Shmid]
+			if !ok {
+				name, err := p.writeScratch(cstr("migrated-shm"))
+				if err != nil {
+					return err
+				}
+				if f, err = p.call("memfd_create", sc.MemfdCreate, name, unix.MFD_CLOEXEC); err != nil {
+					return err
+				}
+				if _, err := p.call("ftruncate", sc.Ftruncate, f, shmSize[v.Shmid]); err != nil {
+					return err
+				}
+				p.shmFds[v.Shmid] = f
+			}
+			fd, off = f, v.Pgoff
+			flags |= unix.MAP_SHARED
+		case image.VMAKind_VMA_FILE_PRIVATE, image.VMAKind_VMA_FILE_SHARED:
+			if err := checkFile(v.Path, v.File); err != nil {
+				return fmt.Errorf("mapping %#x-%#x: %w", v.Start, v.End, err)
+			}
+			mode := uint64(unix.O_RDONLY)
+			if v.Kind == image.VMAKind_VMA_FILE_SHARED && v.Prot&unix.PROT_WRITE != 0 {
+				mode = unix.O_RDWR
+			}
+			path, err := p.writeScratch(cstr(v.Path))
+			if err != nil {
+				return err
+			}
+			f, err := p.call("openat "+v.Path, sc.Openat, uint64(atFdcwd), path, mode|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			fd, off, closeFd = f, v.Pgoff, true
+			if v.Kind == image.VMAKind_VMA_FILE_SHARED {
+				flags |= unix.MAP_SHARED
+			} else {
+				flags |= unix.MAP_PRIVATE
+			}
+		default:
+			return fmt.Errorf("%w: VMA %#x-%#x of kind %v", ErrBadImage, v.Start, v.End, v.Kind)
+		}
+		if p.Arch.MmapUsesPages() {
+			off /= 4096
+		}
+		got, err := p.call("mmap", sc.Mmap, v.Start, size, prot, flags, fd, off)
+		if closeFd {
+			_, _ = p.call("close", sc.Close, fd)
+		}
+		if err != nil {
+			var se *inject.SyscallError
+			if errors.As(err, &se) && se.Errno == unix.EEXIST {
+				return fmt.Errorf("map %#x-%#x: the range is taken in the new process: %w", v.Start, v.End, ErrBadImage)
+			}
+			return fmt.Errorf("map %#x-%#x (%s): %w", v.Start, v.End, v.Path, err)
+		}
+		if got != v.Start {
+			return fmt.Errorf("map %#x-%#x: the kernel placed it at %#x", v.Start, v.End, got)
+		}
+		p.mapped[v.Start] = v
+	}
+	return nil
+}
+
+// AT_FDCWD as an unsigned argument.
+const atFdcwd = uint64(0xffffffffffffff9c)
+
+// checkFile verifies that path here is the file the task had: same size
+// and modification time (inode numbers differ between hosts).
+func checkFile(path string, id *image.FileIdentity) error {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrFileChanged, path, err)
+	}
+	if id == nil {
+		return nil
+	}
+	if st.Size != id.Size || st.Mtim.Nano() != id.MtimeNs {
+		return fmt.Errorf("%w: %s has size %d and mtime %d here, %d and %d in the image",
+			ErrFileChanged, path, st.Size, st.Mtim.Nano(), id.Size, id.MtimeNs)
+	}
+	return nil
+}
+
+// WritePages writes n pages at addr (inside a mapped VMA) from data.
+func (p *Process) WritePages(addr uint64, data []byte) error {
+	return inject.WriteMem(p.PID, addr, data)
+}
+
+// ZeroPages makes n pages at addr zero again (a page that was sent in an
+// earlier round and is zero now): MADV_DONTNEED on private anonymous
+// memory, explicit zeros elsewhere.
+func (p *Process) ZeroPages(v *image.VMA, addr uint64, n int) error {
+	switch v.Kind {
+	case image.VMAKind_VMA_ANON_PRIVATE, image.VMAKind_VMA_HEAP, image.VMAKind_VMA_STACK:
+		_, err := p.call("madvise", p.sc().Madvise, addr, uint64(n)*p.PageSize, unix.MADV_DONTNEED)
+		return err
+	}
+	return inject.WriteMem(p.PID, addr, make([]byte, uint64(n)*p.PageSize))
+}
+
+// protectFinal gives every mapped VMA its own protection.
+func (p *Process) protectFinal() error {
+	for _, v := range p.mapped {
+		if fillProt(v) == uint64(v.Prot) {
+			continue
+		}
+		if _, err := p.call("mprotect", p.sc().Mprotect, v.Start, v.End-v.Start, uint64(v.Prot)); err != nil {
+			return fmt.Errorf("protect %#x-%#x: %w", v.Start, v.End, err)
+		}
+	}
+	for id, fd := range p.shmFds {
+		if _, err := p.call("close", p.sc().Close, fd); err != nil {
+			return err
+		}
+		delete(p.shmFds, id)
+	}
+	return nil
+}
+
+// Kill removes the half-built process.
+func (p *Process) Kill() {
+	if p.done {
+		return
+	}
+	p.done = true
+	if p.PID > 0 {
+		_ = unix.Kill(p.PID, unix.SIGKILL)
+		_ = p.tracer.Do(func() error {
+			var ws unix.WaitStatus
+			for i := 0; i < 100; i++ {
+				_, err := unix.Wait4(p.PID, &ws, unix.WALL, nil)
+				if err == unix.EINTR {
+					continue
+				}
+				if err != nil || ws.Exited() || ws.Signaled() {
+					return nil
+				}
+			}
+			return nil
+		})
+	}
+	p.tracer.Close()
+}
+
+var _ = os.Getpagesize

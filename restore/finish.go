@@ -1,0 +1,435 @@
+package restore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/migrated/migrated/arch"
+	"github.com/migrated/migrated/image"
+	"github.com/migrated/migrated/inject"
+	"golang.org/x/sys/unix"
+)
+
+// prctl options (include/uapi/linux/prctl.h).
+const (
+	prSetName        = 15
+	prSetMM          = 35
+	prSetMMMap       = 14
+	prSetNoNewPrivs  = 38
+	prCapbsetDrop    = 24
+	linuxCapV3       = 0x20080522
+	prctlMMMapSize   = 11*8 + 8 + 4 + 4
+	rlimitNofile     = 7
+	ssDisable        = 2
+	maxFdCloseProbe  = 1024
+	prctlMMMapAuxvOf = 11 * 8
+)
+
+// Finish applies everything but the pages, in the order the kernel needs:
+// final protections, fds, cwd, umask, limits, signal handlers, timers, the
+// per-thread state, mm fields (PR_SET_MM_MAP, once the stub page is gone),
+// credentials last, then the registers. The process stays stopped.
+func (p *Process) Finish() error {
+	if err := p.finish(); err != nil {
+		p.Kill()
+		return err
+	}
+	return nil
+}
+
+func (p *Process) finish() error {
+	t, a, sc := p.Task, p.Arch, p.sc()
+	if len(t.Threads) > 1 {
+		return fmt.Errorf("%w: %d threads (multi-threaded restore is not built yet)", ErrBadImage, len(t.Threads))
+	}
+	if err := p.protectFinal(); err != nil {
+		return err
+	}
+	if err := p.restoreFds(); err != nil {
+		return err
+	}
+	if t.Cwd != "" {
+		path, err := p.writeScratch(cstr(t.Cwd))
+		if err != nil {
+			return err
+		}
+		if _, err := p.call("chdir "+t.Cwd, sc.Chdir, path); err != nil {
+			return err
+		}
+	}
+	if _, err := p.call("umask", sc.Umask, uint64(t.Umask)); err != nil {
+		return err
+	}
+	for _, l := range t.Rlimits {
+		b := make([]byte, 16) // struct rlimit64: two __u64, on every arch
+		a.ByteOrder().PutUint64(b, l.Cur)
+		a.ByteOrder().PutUint64(b[8:], l.Max)
+		ptr, err := p.writeScratch(b)
+		if err != nil {
+			return err
+		}
+		if _, err := p.call("prlimit64", sc.Prlimit64, 0, uint64(l.Resource), ptr, 0); err != nil {
+			return fmt.Errorf("limit %d (%d/%d): %w", l.Resource, l.Cur, l.Max, err)
+		}
+	}
+	for _, s := range t.Sigactions {
+		b := arch.EncodeSigaction(a, arch.Sigaction{Handler: s.Handler, Flags: s.Flags, Restorer: s.Restorer, Mask: s.Mask})
+		ptr, err := p.writeScratch(b)
+		if err != nil {
+			return err
+		}
+		if _, err := p.call("rt_sigaction", sc.RtSigaction, uint64(s.Signo), ptr, 0, 8); err != nil {
+			return fmt.Errorf("handler of signal %d: %w", s.Signo, err)
+		}
+	}
+	for _, it := range t.Itimers {
+		ptr, err := p.writeScratch(arch.EncodeITimerval(a, it.IntervalNs, it.ValueNs))
+		if err != nil {
+			return err
+		}
+		if _, err := p.call("setitimer", sc.Setitimer, uint64(it.Which), ptr, 0); err != nil {
+			return fmt.Errorf("itimer %d: %w", it.Which, err)
+		}
+	}
+	if t.Personality != 0 {
+		if _, err := p.call("personality", sc.Personality, uint64(t.Personality)); err != nil {
+			return err
+		}
+	}
+	th := t.Threads[0]
+	if err := p.threadState(th); err != nil {
+		return fmt.Errorf("thread %d: %w", th.Tid, err)
+	}
+	if err := p.dropStub(); err != nil {
+		return err
+	}
+	if err := p.setMM(); err != nil {
+		return err
+	}
+	if err := p.restoreCreds(); err != nil {
+		return err
+	}
+	// The scratch page goes last: nothing needs memory after it.
+	if _, err := p.call("munmap", sc.Munmap, p.scratch, p.PageSize); err != nil {
+		return err
+	}
+	return p.setRegisters(th)
+}
+
+// restoreFds closes what the stub had and opens the task's fds at their
+// numbers, offsets and flags.
+func (p *Process) restoreFds() error {
+	sc := p.sc()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.PID))
+	if err != nil {
+		return err
+	}
+	keep := map[uint64]bool{}
+	for _, fd := range p.shmFds {
+		keep[fd] = true
+	}
+	for _, e := range ents {
+		var n uint64
+		if _, err := fmt.Sscan(e.Name(), &n); err != nil || keep[n] {
+			continue
+		}
+		if _, err := p.call("close", sc.Close, n); err != nil {
+			return err
+		}
+	}
+	for _, f := range p.Task.Fds {
+		if !image.SupportedFdKinds[f.Kind] {
+			return fmt.Errorf("%w: fd %d is a %s", ErrBadImage, f.Fd, image.FdKindName(f.Kind))
+		}
+		if f.Kind == image.FdKind_FD_REGULAR {
+			if err := checkOpenFile(f); err != nil {
+				return err
+			}
+		}
+		path, err := p.writeScratch(cstr(f.Path))
+		if err != nil {
+			return err
+		}
+		flags := uint64(f.Flags) &^ (unix.O_CREAT | unix.O_TRUNC | unix.O_EXCL | unix.O_NOCTTY)
+		got, err := p.call("openat "+f.Path, sc.Openat, atFdcwd, path, flags, 0)
+		if err != nil {
+			return fmt.Errorf("fd %d: %w", f.Fd, err)
+		}
+		if int32(got) != f.Fd {
+			var cl uint64
+			if f.Cloexec {
+				cl = unix.O_CLOEXEC
+			}
+			if _, err := p.call("dup3", sc.Dup3, got, uint64(f.Fd), cl); err != nil {
+				return fmt.Errorf("fd %d: %w", f.Fd, err)
+			}
+			if _, err := p.call("close", sc.Close, got); err != nil {
+				return err
+			}
+		} else if f.Cloexec {
+			if _, err := p.call("fcntl", sc.Fcntl, got, unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+				return err
+			}
+		}
+		if f.Kind == image.FdKind_FD_REGULAR && f.Offset != 0 {
+			if _, err := p.call("lseek", sc.Lseek, uint64(f.Fd), uint64(f.Offset), 0); err != nil {
+				return fmt.Errorf("fd %d: %w", f.Fd, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkOpenFile: an open regular file must still be the task's file, and
+// still reach the task's offset.
+func checkOpenFile(f *image.Fd) error {
+	var st unix.Stat_t
+	if err := unix.Stat(f.Path, &st); err != nil {
+		return fmt.Errorf("%w: fd %d: %s: %v", ErrFileChanged, f.Fd, f.Path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("%w: fd %d: %s is no longer a regular file", ErrFileChanged, f.Fd, f.Path)
+	}
+	if f.File != nil && (st.Size != f.File.Size || st.Mtim.Nano() != f.File.MtimeNs) {
+		return fmt.Errorf("%w: fd %d: %s changed since the checkpoint (size %d, was %d)", ErrFileChanged, f.Fd, f.Path, st.Size, f.File.Size)
+	}
+	return nil
+}
+
+// threadState applies one thread's signal stack, tid address, robust list,
+// rseq and name from inside that thread.
+func (p *Process) threadState(th *image.Thread) error {
+	a, sc := p.Arch, p.sc()
+	if s := th.Altstack; s != nil {
+		ptr, err := p.writeScratch(arch.EncodeStack(a, s.Sp, s.Flags&^ssDisable, s.Size))
+		if err != nil {
+			return err
+		}
+		if _, err := p.call("sigaltstack", sc.Sigaltstack, ptr, 0); err != nil {
+			return err
+		}
+	}
+	if _, err := p.call("set_tid_address", sc.SetTidAddress, th.ClearChildTid); err != nil {
+		return err
+	}
+	if r := th.RobustList; r != nil {
+		if _, err := p.call("set_robust_list", sc.SetRobustList, r.Head, r.Len); err != nil {
+			return err
+		}
+	}
+	if r := th.Rseq; r != nil {
+		if _, err := p.call("rseq", sc.Rseq, r.Addr, uint64(r.Len), 0, uint64(r.Sig)); err != nil {
+			return err
+		}
+	}
+	if th.Comm != "" {
+		name := th.Comm
+		if len(name) > 15 {
+			name = name[:15]
+		}
+		ptr, err := p.writeScratch(cstr(name))
+		if err != nil {
+			return err
+		}
+		if _, err := p.call("prctl(PR_SET_NAME)", sc.Prctl, prSetName, ptr); err != nil {
+			return err
+		}
+	}
+	p.in.SetSavedMask(th.Sigmask)
+	return nil
+}
+
+// dropStub unmaps the stub's code page. Calls from here on run from the
+// syscall instruction in the task's own [vdso].
+func (p *Process) dropStub() error {
+	g, err := p.vdsoGadget()
+	if err != nil {
+		return err
+	}
+	p.in.SetGadget(g)
+	if _, err := p.call("munmap", p.sc().Munmap, p.stub, p.PageSize); err != nil {
+		return err
+	}
+	p.stub = 0
+	return nil
+}
+
+func (p *Process) vdsoGadget() (uint64, error) {
+	for _, v := range p.Task.Vmas {
+		if v.Kind != image.VMAKind_VMA_VDSO {
+			continue
+		}
+		b := make([]byte, v.End-v.Start)
+		if err := inject.ReadMem(p.PID, v.Start, b); err != nil {
+			return 0, err
+		}
+		g := p.Arch.Gadget()
+		step := 1
+		if len(g) == 4 {
+			step = 4
+		}
+		for off := 0; off+len(g) <= len(b); off += step {
+			if string(b[off:off+len(g)]) == string(g) {
+				return v.Start + uint64(off), nil
+			}
+		}
+	}
+	return 0, errors.New("the task has no [vdso] with a syscall instruction to finish the restore from")
+}
+
+// setMM restores the mm fields and the executable link with PR_SET_MM_MAP.
+func (p *Process) setMM() error {
+	m := p.Task.Mm
+	if m == nil {
+		return nil
+	}
+	a, sc := p.Arch, p.sc()
+	o := a.ByteOrder()
+	exeFd := ^uint64(0)
+	if m.ExePath != "" {
+		if err := checkFile(strings.TrimSuffix(m.ExePath, " (deleted)"), m.Exe); err == nil {
+			path, err := p.writeScratch(cstr(m.ExePath))
+			if err != nil {
+				return err
+			}
+			if fd, err := p.call("openat exe", sc.Openat, atFdcwd, path, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+				exeFd = fd
+			}
+		}
+	}
+	b := make([]byte, prctlMMMapSize+len(m.Auxv))
+	for i, v := range []uint64{m.StartCode, m.EndCode, m.StartData, m.EndData, m.StartBrk, m.Brk,
+		m.StartStack, m.ArgStart, m.ArgEnd, m.EnvStart, m.EnvEnd} {
+		o.PutUint64(b[8*i:], v)
+	}
+	auxvAt := p.scratch + prctlMMMapSize
+	o.PutUint64(b[prctlMMMapAuxvOf:], auxvAt)
+	o.PutUint32(b[prctlMMMapAuxvOf+8:], uint32(len(m.Auxv)))
+	o.PutUint32(b[prctlMMMapAuxvOf+12:], uint32(exeFd))
+	copy(b[prctlMMMapSize:], m.Auxv)
+	ptr, err := p.writeScratch(b)
+	if err != nil {
+		return err
+	}
+	_, err = p.call("prctl(PR_SET_MM_MAP)", sc.Prctl, prSetMM, prSetMMMap, ptr, prctlMMMapSize, 0)
+	if exeFd != ^uint64(0) {
+		_, _ = p.call("close", sc.Close, exeFd)
+	}
+	if err != nil {
+		return fmt.Errorf("restore mm fields: %w", err)
+	}
+	return nil
+}
+
+// restoreCreds sets groups, gids, uids and capabilities. A task of root
+// keeps its capability sets; for other uids the kernel clears them when the
+// uids change, as it did for the original.
+func (p *Process) restoreCreds() error {
+	c := p.Task.Creds
+	if c == nil || len(c.Uids) != 4 || len(c.Gids) != 4 {
+		return nil
+	}
+	a, sc := p.Arch, p.sc()
+	o := a.ByteOrder()
+	if c.NoNewPrivs {
+		if _, err := p.call("prctl(PR_SET_NO_NEW_PRIVS)", sc.Prctl, prSetNoNewPrivs, 1, 0, 0, 0); err != nil {
+			return err
+		}
+	}
+	for capNr := uint64(0); capNr < 64; capNr++ {
+		if c.CapBnd&(1<<capNr) == 0 {
+			_, err := p.call("prctl(PR_CAPBSET_DROP)", sc.Prctl, prCapbsetDrop, capNr)
+			var se *inject.SyscallError
+			if err != nil && !(errors.As(err, &se) && se.Errno == unix.EINVAL) {
+				return err
+			}
+		}
+	}
+	g := make([]byte, 4*len(c.Groups))
+	for i, gid := range c.Groups {
+		o.PutUint32(g[4*i:], gid)
+	}
+	ptr := uint64(0)
+	if len(g) > 0 {
+		var err error
+		if ptr, err = p.writeScratch(g); err != nil {
+			return err
+		}
+	}
+	if _, err := p.call("setgroups", sc.Setgroups, uint64(len(c.Groups)), ptr); err != nil {
+		return err
+	}
+	if _, err := p.call("setresgid", sc.Setresgid, uint64(c.Gids[0]), uint64(c.Gids[1]), uint64(c.Gids[2])); err != nil {
+		return err
+	}
+	if _, err := p.call("setresuid", sc.Setresuid, uint64(c.Uids[0]), uint64(c.Uids[1]), uint64(c.Uids[2])); err != nil {
+		return err
+	}
+	if c.Uids[1] == 0 {
+		// struct __user_cap_header_struct { u32 version; int pid; } and two
+		// struct __user_cap_data_struct { u32 effective, permitted, inheritable; }.
+		b := make([]byte, 8+24)
+		o.PutUint32(b[0:], linuxCapV3)
+		for i, sh := range []uint{0, 32} {
+			d := b[8+12*i:]
+			o.PutUint32(d[0:], uint32(c.CapEff>>sh))
+			o.PutUint32(d[4:], uint32(c.CapPrm>>sh))
+			o.PutUint32(d[8:], uint32(c.CapInh>>sh))
+		}
+		ptr, err := p.writeScratch(b)
+		if err != nil {
+			return err
+		}
+		if _, err := p.call("capset", sc.Capset, ptr, ptr+8); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setRegisters installs the task's register sets, with syscall restarts
+// fixed up, as what the thread resumes with.
+func (p *Process) setRegisters(th *image.Thread) error {
+	var gpr []byte
+	for _, rs := range th.Regsets {
+		if rs.NoteType == arch.NT_PRSTATUS {
+			gpr = rs.Data
+		}
+	}
+	regs, err := p.Arch.DecodeRegs(append([]byte(nil), gpr...))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadImage, err)
+	}
+	if what := regs.FixRestart(); what != "" {
+		p.log.Debug("syscall restart", "tid", th.Tid, "what", what)
+	}
+	p.in.SetSaved(regs)
+	if err := p.in.End(); err != nil {
+		return err
+	}
+	for _, rs := range th.Regsets {
+		if rs.NoteType == arch.NT_PRSTATUS {
+			continue
+		}
+		if err := p.leader.SetRegset(rs.NoteType, rs.Data); err != nil {
+			return fmt.Errorf("register set %s: %w", rs.Name, err)
+		}
+	}
+	return nil
+}
+
+// Resume lets the process run: the point of no return.
+func (p *Process) Resume() error {
+	if p.done {
+		return errors.New("restore: process already resumed or killed")
+	}
+	if err := p.leader.Detach(0); err != nil {
+		p.Kill()
+		return fmt.Errorf("resume: %w", err)
+	}
+	p.done = true
+	p.tracer.Close()
+	return nil
+}
