@@ -1,0 +1,46 @@
+package checkpoint
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/migrated/migrated/image"
+	"github.com/migrated/migrated/inject"
+	"github.com/migrated/migrated/internal/procfs"
+)
+
+// VMAs reads the task's VMA list from /proc/PID/smaps. It does not need the
+// task frozen (pre-copy re-reads it every round while the task runs).
+func VMAs(pid int) ([]*image.VMA, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return nil, fmt.Errorf("read /proc/%d/smaps: %w", pid, err)
+	}
+	maps, err := procfs.ParseMaps(b, true)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*image.VMA, 0, len(maps))
+	for _, m := range maps {
+		v, err := vmaOf(pid, m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// Inject starts injecting system calls into the frozen task's leader, from
+// the syscall instruction in its [vdso]. End the injector before Thaw.
+func (f *Frozen) Inject() (*inject.Injector, error) {
+	vmas, err := VMAs(f.PID)
+	if err != nil {
+		return nil, err
+	}
+	g, err := findGadget(f.PID, f.Arch, vmas)
+	if err != nil {
+		return nil, err
+	}
+	return inject.Begin(f.Threads[0], g)
+}
