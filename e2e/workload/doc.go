@@ -1,0 +1,60 @@
+// Package workload builds and runs the self-checking programs that the
+// engine, the e2e harness and the benchmarks move: real C, Go and Python
+// processes that verify their own state after a move and report the verdict
+// in a file. The sources live in e2e/workloads/; this package owns compiling
+// them and the run protocol. It must not know how a process is moved: it
+// starts a workload, tells it to finish, and reads what it says.
+//
+// # The protocol
+//
+// Every workload takes --dir=DIR (its work directory) and --corrupt, plus its
+// own options (see each source's header comment). It runs with stdin on
+// /dev/null and stdout and stderr on DIR/output, a regular file, so that it
+// holds no fd kind the engine cannot move (the Go workload also holds the Go
+// runtime's epoll and eventfd descriptors). Its environment is small and
+// fixed, and carries MIGRATED_WORKLOAD=DIR, by which any copy of it can be
+// found in /proc (see Proc.Pids), whatever its PID namespace.
+//
+//	DIR/ready         "<pid>\n", written atomically (rename) once set up; the
+//	                  pid as the workload sees it (its own PID namespace)
+//	DIR/progress.log  progress lines, appended through one fd that stays open
+//	                  and has no O_APPEND: a lost file offset shows as an
+//	                  overwritten or missing line at the final check
+//	DIR/result        written atomically after SIGUSR2: first line "PASS" or
+//	                  "FAIL: <reason>", then "key=value" lines (progress,
+//	                  counters, max_gap_us for the benchmark workload, final
+//	                  for the hash chain); then the workload exits, 0 on PASS
+//	DIR/output        stdout and stderr
+//
+// On SIGUSR2 a workload checks everything it set up: memory it filled
+// (recomputed from the pattern, so a single flipped bit is found and its
+// offset named), counters and their models, thread-local state and TIDs,
+// signal handlers, masks, alternate stacks and timers, file offsets, and that
+// CLOCK_MONOTONIC never went backwards. With --corrupt it damages its own
+// state just before that check, which must then report FAIL: the negative
+// test that proves the checks can fail.
+//
+// The result comes through a file, never an exit status: a restored process
+// is not a child of the test.
+//
+// # The driver
+//
+//	set := workload.Build(t)                  // once per test binary; skips when a compiler is missing
+//	p := set.Start(t, "simple", workload.Opts{Args: []string{"--mode=nanosleep"}})
+//	pid, err := p.WaitReady()
+//	// ... checkpoint pid, restore it (same PID) ...
+//	res, err := p.Finish(pid)                  // SIGUSR2, then wait for DIR/result
+//	if !res.Passed() { t.Fatal(res.Status) }
+//
+// Build compiles every program once into a directory named after a hash of the
+// sources and the toolchains (under os.TempDir), so later test binaries reuse
+// it. The driver never waits for a workload in the background: a waiter in the
+// tracer's own process would consume the tracer's ptrace stops. Call
+// Proc.Reap after the original was killed (for example by a checkpoint) so
+// that its PID is free again; Finish reaps the finished process when it is a
+// child of the test.
+//
+// Debian packages: gcc and libc6-dev (C, -static), gcc-multilib and
+// libc6-dev-i386 (the i386 variants; they only run where the kernel executes
+// i386 programs), python3 (chain), and the Go toolchain (gowork).
+package workload

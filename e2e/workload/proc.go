@@ -1,0 +1,338 @@
+package workload
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// MarkerEnv is the environment variable every workload carries; its value is
+// the work directory.
+const MarkerEnv = "MIGRATED_WORKLOAD"
+
+// Opts configures one run of a workload. The zero value runs it as the
+// test's uid, in the test's namespaces, with default timeouts.
+type Opts struct {
+	// Args are the workload's own options (for example "--mode=pause").
+	Args []string
+	// Env adds to the workload's small fixed environment.
+	Env []string
+	// Cred runs the workload as another uid/gid; its work directory is
+	// given to that uid.
+	Cred *syscall.Credential
+	// BaseDir is where the work directory is created (default os.TempDir()).
+	BaseDir string
+	// Wrap, when set, may change the command just before it starts: the e2e
+	// harness uses it to start the workload inside a namespace host
+	// (SysProcAttr.Cloneflags, or an nsenter-style launcher as cmd.Path).
+	Wrap func(cmd *exec.Cmd) error
+	// Signal delivers a signal to the given pid; the default is kill(2) in
+	// the test's PID namespace. A harness whose PIDs differ sets it.
+	Signal func(pid int, sig syscall.Signal) error
+	// ReadyTimeout bounds WaitReady (default 60s).
+	ReadyTimeout time.Duration
+	// FinishTimeout bounds Finish's wait for the result (default 60s).
+	FinishTimeout time.Duration
+}
+
+// Proc is one started workload.
+type Proc struct {
+	// Name is the workload's name.
+	Name string
+	// Dir is its work directory.
+	Dir string
+	// Pid is the started process as the test sees it. With a Wrap that
+	// launches through an intermediate process it is that process instead;
+	// the pid in DIR/ready is the workload's own.
+	Pid int
+
+	t      testing.TB
+	opts   Opts
+	reaped bool
+}
+
+// ErrTimeout is returned when a workload does not answer in time.
+var ErrTimeout = errors.New("workload timed out")
+
+// Start starts workload name with opts and arranges its cleanup: at the end
+// of the test every process carrying its marker is killed, and its work
+// directory removed unless the test failed. It skips the test when the
+// workload cannot run on this machine.
+func (s *Set) Start(t testing.TB, name string, opts Opts) *Proc {
+	t.Helper()
+	argv, err := s.Command(name)
+	if errors.Is(err, ErrUnavailable) {
+		t.Skipf("%v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := opts.BaseDir
+	if base == "" {
+		base = os.TempDir()
+	}
+	dir, err := os.MkdirTemp(base, "wl-"+strings.ReplaceAll(name, "/", "-")+"-")
+	if err != nil {
+		t.Fatalf("work dir: %v", err)
+	}
+	p := &Proc{Name: name, Dir: dir, t: t, opts: opts}
+	t.Cleanup(p.cleanup)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.OpenFile(filepath.Join(dir, "output"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if c := opts.Cred; c != nil {
+		for _, f := range []string{dir, out.Name()} {
+			if err := os.Chown(f, int(c.Uid), int(c.Gid)); err != nil {
+				t.Fatalf("give %s to uid %d: %v", f, c.Uid, err)
+			}
+		}
+	}
+
+	cmd := exec.Command(argv[0], append(append(argv[1:], "--dir="+dir), opts.Args...)...)
+	cmd.Dir = dir
+	cmd.Env = append([]string{
+		"PATH=/usr/local/bin:/usr/bin:/bin",
+		"HOME=/",
+		"LANG=C",
+		MarkerEnv + "=" + dir,
+	}, opts.Env...)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
+	if opts.Cred != nil {
+		cmd.SysProcAttr.Credential = opts.Cred
+	}
+	if opts.Wrap != nil {
+		if err := opts.Wrap(cmd); err != nil {
+			t.Fatalf("wrap %s: %v", name, err)
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p.Pid = cmd.Process.Pid
+	// No background Wait (see the package doc); the pid is reaped by Reap,
+	// Finish or the cleanup.
+	if err := cmd.Process.Release(); err != nil {
+		t.Fatalf("release %s: %v", name, err)
+	}
+	return p
+}
+
+func (p *Proc) path(name string) string { return filepath.Join(p.Dir, name) }
+
+func (p *Proc) timeout(d time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return 60 * time.Second
+}
+
+// Output returns what the workload wrote to stdout and stderr.
+func (p *Proc) Output() string {
+	b, _ := os.ReadFile(p.path("output"))
+	return string(b)
+}
+
+// exited reports whether the started process (our child) has exited, and
+// reaps it.
+func (p *Proc) exited() (bool, string) {
+	if p.reaped {
+		return true, "reaped"
+	}
+	var ws unix.WaitStatus
+	wpid, err := unix.Wait4(p.Pid, &ws, unix.WNOHANG, nil)
+	if err == unix.ECHILD {
+		p.reaped = true
+		return true, "not a child"
+	}
+	if err != nil || wpid != p.Pid {
+		return false, ""
+	}
+	if ws.Stopped() { // only a tracer could see this; not ours to consume
+		return false, ""
+	}
+	p.reaped = true
+	if ws.Signaled() {
+		return true, "killed by " + ws.Signal().String()
+	}
+	return true, fmt.Sprintf("exit status %d", ws.ExitStatus())
+}
+
+// WaitReady waits for DIR/ready and returns the pid the workload wrote
+// there (its pid in its own PID namespace).
+func (p *Proc) WaitReady() (int, error) {
+	deadline := time.Now().Add(p.timeout(p.opts.ReadyTimeout))
+	for {
+		b, err := os.ReadFile(p.path("ready"))
+		if err == nil {
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil || pid <= 0 {
+				return 0, fmt.Errorf("%s: bad ready file %q", p.Name, b)
+			}
+			return pid, nil
+		}
+		if p.opts.Wrap == nil {
+			if gone, how := p.exited(); gone {
+				return 0, fmt.Errorf("%s exited before it was ready (%s): %s", p.Name, how, p.Output())
+			}
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%s: not ready after %v: %w\n%s", p.Name, p.timeout(p.opts.ReadyTimeout), ErrTimeout, p.Output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Signal sends sig to pid through Opts.Signal or kill(2).
+func (p *Proc) Signal(pid int, sig syscall.Signal) error {
+	if p.opts.Signal != nil {
+		return p.opts.Signal(pid, sig)
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("signal %v to %s (pid %d): %w", sig, p.Name, pid, err)
+	}
+	return nil
+}
+
+// Progress returns the number of progress lines written so far.
+func (p *Proc) Progress() (int, error) {
+	b, err := os.ReadFile(p.path("progress.log"))
+	if err != nil {
+		return 0, err
+	}
+	return bytes.Count(b, []byte{'\n'}), nil
+}
+
+// WaitProgress waits until the workload has written at least n progress
+// lines.
+func (p *Proc) WaitProgress(n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		got, err := p.Progress()
+		if err == nil && got >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %d progress lines after %v, want %d: %w", p.Name, got, timeout, n, ErrTimeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Finish sends SIGUSR2 to pid, waits for DIR/result and returns it. A FAIL
+// is a Result, not an error; errors are timeouts and unreadable results. If
+// pid is a child of the test it is reaped.
+func (p *Proc) Finish(pid int) (Result, error) {
+	if err := p.Signal(pid, syscall.SIGUSR2); err != nil {
+		return Result{}, err
+	}
+	to := p.timeout(p.opts.FinishTimeout)
+	deadline := time.Now().Add(to)
+	for {
+		b, err := os.ReadFile(p.path("result"))
+		if err == nil {
+			res, err := ParseResult(b)
+			if err != nil {
+				return Result{}, fmt.Errorf("%s: %w", p.Name, err)
+			}
+			p.reapPid(pid, 10*time.Second)
+			return res, nil
+		}
+		if time.Now().After(deadline) {
+			return Result{}, fmt.Errorf("%s (pid %d): no result %v after SIGUSR2: %w\n%s", p.Name, pid, to, ErrTimeout, p.Output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// reapPid waits for pid to exit when it is our child (the original, or a
+// restored process adopted by a subreaper test).
+func (p *Proc) reapPid(pid int, timeout time.Duration) {
+	if pid == p.Pid {
+		_ = p.Reap(timeout)
+		return
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		var ws unix.WaitStatus
+		wpid, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		if err != nil || (wpid == pid && !ws.Stopped()) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Reap waits up to timeout for the started process to exit and reaps it,
+// so that its PID is free again (a checkpoint that kills the original
+// leaves a zombie until its parent, the test, reaps it).
+func (p *Proc) Reap(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if gone, _ := p.exited(); gone {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s (pid %d) still running after %v: %w", p.Name, p.Pid, timeout, ErrTimeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Pids returns the PIDs, in the test's PID namespace, of every process
+// carrying this workload's marker: the original, or its restored copy in
+// whichever PID namespace it lives.
+func (p *Proc) Pids() []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	marker := []byte(MarkerEnv + "=" + p.Dir + "\x00")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		if bytes.HasPrefix(env, marker) || bytes.Contains(env, append([]byte{0}, marker...)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func (p *Proc) cleanup() {
+	for _, pid := range p.Pids() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		p.reapPid(pid, 5*time.Second)
+	}
+	if !p.reaped {
+		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
+		_ = p.Reap(5 * time.Second)
+	}
+	if p.t.Failed() {
+		p.t.Logf("%s: work directory kept: %s", p.Name, p.Dir)
+		return
+	}
+	os.RemoveAll(p.Dir)
+}

@@ -1,0 +1,267 @@
+package workload
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var resultTests = []struct {
+	name, in string
+	want     Result
+	err      error
+}{
+	{"pass", "PASS\n", Result{Status: "PASS", Fields: map[string]string{}}, nil},
+	{"pass fields", "PASS\nprogress=12\nmax_gap_us=345\n",
+		Result{Status: "PASS", Fields: map[string]string{"progress": "12", "max_gap_us": "345"}}, nil},
+	{"fail", "FAIL: heap differs at 0x10\nfailures=2\n",
+		Result{Status: "FAIL: heap differs at 0x10", Fields: map[string]string{"failures": "2"}}, nil},
+	{"value with =", "PASS\ntids=a=b\n", Result{Status: "PASS", Fields: map[string]string{"tids": "a=b"}}, nil},
+	{"empty", "", Result{}, ErrBadResult},
+	{"no newline", "PASS", Result{}, ErrBadResult},
+	{"fail without reason", "FAIL: \n", Result{}, ErrBadResult},
+	{"other status", "OK\n", Result{}, ErrBadResult},
+	{"bad field", "PASS\nnonsense\n", Result{}, ErrBadResult},
+	{"empty key", "PASS\n=1\n", Result{}, ErrBadResult},
+	{"repeated key", "PASS\na=1\na=2\n", Result{}, ErrBadResult},
+}
+
+func TestParseResult(t *testing.T) {
+	for _, tt := range resultTests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseResult([]byte(tt.in))
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("err = %v, want %v", err, tt.err)
+			}
+			if err != nil {
+				return
+			}
+			if got.Status != tt.want.Status || fmt.Sprint(got.Fields) != fmt.Sprint(tt.want.Fields) {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+			if got.Passed() != (tt.want.Status == "PASS") {
+				t.Fatalf("Passed() = %v", got.Passed())
+			}
+		})
+	}
+}
+
+func FuzzParseResult(f *testing.F) {
+	for _, tt := range resultTests {
+		f.Add([]byte(tt.in))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseResult(b)
+		if err != nil {
+			return
+		}
+		if r.Status != "PASS" && !strings.HasPrefix(r.Status, "FAIL: ") {
+			t.Fatalf("accepted status %q", r.Status)
+		}
+		for k, v := range r.Fields {
+			if k == "" || strings.ContainsRune(k, '\n') || strings.ContainsRune(v, '\n') {
+				t.Fatalf("bad field %q=%q", k, v)
+			}
+		}
+	})
+}
+
+func TestChainFinal(t *testing.T) {
+	h := sha256.Sum256([]byte("s"))
+	if got := ChainFinal("s", 0); got != hex.EncodeToString(h[:]) {
+		t.Fatalf("0 steps: %s", got)
+	}
+	next := sha256.Sum256(append(h[:], 0, 0, 0, 0, 0, 0, 0, 0))
+	if got := ChainFinal("s", 1); got != hex.EncodeToString(next[:]) {
+		t.Fatalf("1 step: %s", got)
+	}
+}
+
+// run is one unmoved run of a workload in the driver tests.
+type run struct {
+	name string
+	args []string
+	// poke runs between ready and finish (after a few progress lines).
+	poke func(p *Proc, pid int) error
+	// check inspects a PASS result.
+	check func(r Result) error
+}
+
+// chainSteps is kept small so the unmoved chain runs in well under a second.
+const chainSteps = 30000
+
+func fieldAtLeast(key string, min int64) func(Result) error {
+	return func(r Result) error {
+		n, err := r.Int(key)
+		if err != nil {
+			return err
+		}
+		if n < min {
+			return fmt.Errorf("%s=%d, want at least %d", key, n, min)
+		}
+		return nil
+	}
+}
+
+func runs(s *Set) []run {
+	pause := func(p *Proc, pid int) error {
+		for i := 0; i < 3; i++ {
+			before, _ := p.Progress()
+			if err := p.Signal(pid, syscall.SIGUSR1); err != nil {
+				return err
+			}
+			if err := p.WaitProgress(before+1, 20*time.Second); err != nil {
+				return fmt.Errorf("SIGUSR1 did not wake pause(): %w", err)
+			}
+		}
+		return nil
+	}
+	rs := []run{
+		{name: "simple", args: []string{"--mode=busy"}, check: fieldAtLeast("iterations", 1)},
+		{name: "simple", args: []string{"--mode=nanosleep"}, check: fieldAtLeast("sleeps", 1)},
+		{name: "simple", args: []string{"--mode=pause"}, poke: pause, check: fieldAtLeast("wakeups", 3)},
+		{name: "simple-static", args: []string{"--mode=nanosleep"}},
+		{name: "simple-i386", args: []string{"--mode=nanosleep"}},
+		{name: "simple-i386-static", args: []string{"--mode=pause"}, poke: pause},
+		{name: "threads", check: fieldAtLeast("rt_signals", 1)},
+		{name: "threads-static"},
+		{name: "threads-i386"},
+		{name: "mixed", args: []string{"--size-mib=32"}, check: func(r Result) error {
+			if _, err := r.Int("max_gap_us"); err != nil {
+				return err
+			}
+			return fieldAtLeast("heartbeats", 10)(r)
+		}},
+		{name: "gowork", check: fieldAtLeast("delivered", 1)},
+		{name: "chain", args: []string{fmt.Sprintf("--steps=%d", chainSteps), "--batch=1000", "--seed=driver-test"},
+			check: func(r Result) error {
+				if want := ChainFinal("driver-test", chainSteps); r.Fields["final"] != want {
+					return fmt.Errorf("final=%s, an independent computation gives %s", r.Fields["final"], want)
+				}
+				return nil
+			}},
+	}
+	for _, z := range s.ZDTM() {
+		rs = append(rs, run{name: z}, run{name: z + "-i386"})
+	}
+	return rs
+}
+
+// slots bounds how many workloads run at once: the machine has 2 cores and
+// some workloads spin.
+var slots = make(chan struct{}, 3)
+
+func runOne(t *testing.T, s *Set, r run, corrupt bool) {
+	slots <- struct{}{}
+	defer func() { <-slots }()
+	args := r.args
+	if corrupt {
+		args = append(append([]string{}, args...), "--corrupt")
+	}
+	p := s.Start(t, r.name, Opts{Args: args})
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid != p.Pid {
+		t.Fatalf("ready says pid %d, started pid %d", pid, p.Pid)
+	}
+	if r.poke == nil {
+		if err := p.WaitProgress(3, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		if err := r.poke(p, pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := p.Finish(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Pids()) != 0 {
+		t.Fatalf("%s still running after its result", r.name)
+	}
+	if corrupt {
+		if res.Passed() {
+			t.Fatalf("--corrupt: the check passed; it must fail (fields %v)", res.Fields)
+		}
+		t.Logf("--corrupt: %s", res.Status)
+		return
+	}
+	if !res.Passed() {
+		t.Fatalf("%s\nfields: %v\noutput:\n%s", res.Status, res.Fields, p.Output())
+	}
+	if _, err := res.Int("progress"); err != nil {
+		t.Fatal(err)
+	}
+	if r.check != nil {
+		if err := r.check(res); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func testName(r run) string {
+	n := r.name
+	for _, a := range r.args {
+		if strings.HasPrefix(a, "--mode=") {
+			n += "/" + strings.TrimPrefix(a, "--mode=")
+		}
+	}
+	return n
+}
+
+// TestUnmoved runs every workload without moving it: each must PASS its
+// own check, so that a FAIL after a move is the move's doing.
+func TestUnmoved(t *testing.T) {
+	s := Build(t)
+	for _, r := range runs(s) {
+		t.Run(testName(r), func(t *testing.T) {
+			t.Parallel()
+			runOne(t, s, r, false)
+		})
+	}
+}
+
+// TestCorruptFails proves that each workload's check can fail: with
+// --corrupt it damages its own state before the check and must report FAIL.
+func TestCorruptFails(t *testing.T) {
+	s := Build(t)
+	seen := map[string]bool{}
+	for _, r := range runs(s) {
+		if seen[r.name] {
+			continue // one run per program is enough
+		}
+		seen[r.name] = true
+		r.poke = nil
+		if strings.HasPrefix(testName(r), "simple") {
+			r.args = []string{"--mode=nanosleep"}
+		}
+		t.Run(r.name, func(t *testing.T) {
+			t.Parallel()
+			runOne(t, s, r, true)
+		})
+	}
+}
+
+func TestUnknownAndUnavailable(t *testing.T) {
+	s := Build(t)
+	if _, err := s.Command("no-such-workload"); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("unknown workload: %v", err)
+	}
+	for _, n := range s.Names() {
+		ok, why := s.Available(n)
+		if !ok {
+			if _, err := s.Command(n); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("%s unavailable (%s) but Command says %v", n, why, err)
+			}
+			t.Logf("%s: unavailable: %s", n, why)
+		}
+	}
+}
