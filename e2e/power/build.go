@@ -1,0 +1,84 @@
+package power
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+)
+
+// Arch names a guest userland target.
+const (
+	ArchPPC64LE = "ppc64le" // 64-bit little-endian, ELFv2
+	ArchPPC64   = "ppc64"   // 64-bit big-endian, ELFv1
+	ArchPPC     = "ppc"     // 32-bit big-endian, C only (Go has no port)
+)
+
+// ErrUnsupportedArch is returned for an architecture name the harness does not know.
+var ErrUnsupportedArch = errors.New("power: unsupported architecture")
+
+// CCompiler returns the Debian cross compiler for arch.
+func CCompiler(arch string) (string, error) {
+	switch arch {
+	case ArchPPC64LE:
+		return "powerpc64le-linux-gnu-gcc", nil
+	case ArchPPC64:
+		return "powerpc64-linux-gnu-gcc", nil
+	case ArchPPC:
+		return "powerpc-linux-gnu-gcc", nil
+	}
+	return "", fmt.Errorf("%w: %q", ErrUnsupportedArch, arch)
+}
+
+// HarnessDir is the directory of this package's sources (e2e/power).
+func HarnessDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(file)
+}
+
+// ModuleRoot is the root of the migrated module (the repository).
+func ModuleRoot() string {
+	return filepath.Dir(filepath.Dir(HarnessDir()))
+}
+
+func run(ctx context.Context, dir string, env []string, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out.String())
+	}
+	return nil
+}
+
+// BuildGo cross-builds the Go package pkg (an import path, or a directory
+// relative to the module root like "./cmd/migrated") as a static binary for
+// arch (ppc64le or ppc64) into out.
+func BuildGo(ctx context.Context, arch, pkg, out string) error {
+	if arch != ArchPPC64LE && arch != ArchPPC64 {
+		return fmt.Errorf("%w for Go: %q", ErrUnsupportedArch, arch)
+	}
+	return run(ctx, ModuleRoot(), []string{"GOOS=linux", "GOARCH=" + arch, "CGO_ENABLED=0"},
+		"go", "build", "-trimpath", "-o", out, pkg)
+}
+
+// BuildC compiles C sources into a static binary for arch (ppc64le, ppc64 or
+// ppc) with the Debian cross compilers. flags go before the sources.
+func BuildC(ctx context.Context, arch, out string, flags []string, srcs ...string) error {
+	cc, err := CCompiler(arch)
+	if err != nil {
+		return err
+	}
+	if _, err := exec.LookPath(cc); err != nil {
+		return fmt.Errorf("power: %s not installed (run e2e/power/deps.sh): %w", cc, err)
+	}
+	args := append([]string{"-static", "-O2", "-Wall", "-o", out}, flags...)
+	return run(ctx, "", nil, cc, append(args, srcs...)...)
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Provides the big-endian ppc64 kernel with COMPAT (32-bit tasks) for the BE
+# guests. No BE kernel is in the reachable archive, so the project builds its
+# own from Debian's linux-source-6.1: allnoconfig plus be-compat.config.
+# A prebuilt copy in ../shared/guest (relative to the repository root) or
+# /work/shared/guest is used as a cache when its SHA256SUMS verify.
+#
+# Output (cached): $CACHE/ppc64/vmlinux and $CACHE/ppc64/source (where it came from).
+# MIGRATED_E2E_BUILD_KERNEL=1 skips the shared cache and builds.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+. "$here/lib.sh"
+
+cache="$(power_cache_dir)"
+out="$cache/ppc64"
+fragment="$here/be-compat.config"
+fragsum="$(sha256sum "$fragment" | cut -d' ' -f1)"
+
+if [ -s "$out/vmlinux" ] && [ -s "$out/source" ]; then
+  power_log "ppc64 BE kernel: cached ($(cat "$out/source"))"
+  exit 0
+fi
+mkdir -p "$out"
+
+if [ "${MIGRATED_E2E_BUILD_KERNEL:-0}" != 1 ]; then
+  for g in "$repo/../shared/guest" /work/shared/guest; do
+    [ -f "$g/SHA256SUMS" ] || continue
+    xzf="$(cd "$g" && ls vmlinux-ppc64be-compat-*.xz 2>/dev/null | head -n1)" || true
+    [ -n "$xzf" ] || continue
+    if (cd "$g" && sha256sum --quiet -c SHA256SUMS); then
+      xz -dc "$g/$xzf" > "$out/vmlinux.new"
+      mv "$out/vmlinux.new" "$out/vmlinux"
+      echo "prebuilt $g/$xzf" > "$out/source"
+      power_log "ppc64 BE kernel: from the shared cache $g/$xzf"
+      exit 0
+    fi
+    power_log "ppc64 BE kernel: $g/SHA256SUMS does not verify, ignoring it"
+  done
+fi
+
+src=/usr/src/linux-source-6.1.tar.xz
+[ -f "$src" ] || { echo "kernel-be: $src missing (apt-get install linux-source-6.1; see deps.sh)" >&2; exit 1; }
+build="$cache/build-be"
+rm -rf "$build"
+mkdir -p "$build"
+power_log "ppc64 BE kernel: unpacking $src"
+tar -xf "$src" -C "$build" --strip-components=1
+make_args=(-C "$build" ARCH=powerpc CROSS_COMPILE=powerpc64-linux-gnu-)
+power_log "ppc64 BE kernel: allnoconfig + $fragment"
+make "${make_args[@]}" KCONFIG_ALLCONFIG="$fragment" allnoconfig >/dev/null
+# Every option the fragment sets must have survived Kconfig's dependency rules.
+while IFS= read -r line; do
+  case "$line" in CONFIG_*=*) ;; *) continue ;; esac
+  key="${line%%=*}"; val="${line#*=}"
+  if [ "$val" = n ]; then
+    if grep -q "^$key=" "$build/.config"; then echo "kernel-be: $key should be unset" >&2; exit 1; fi
+  elif ! grep -qx "$key=$val" "$build/.config"; then
+    echo "kernel-be: $line did not survive allnoconfig (got: $(grep "^$key=" "$build/.config" || echo unset))" >&2
+    exit 1
+  fi
+done < "$fragment"
+power_log "ppc64 BE kernel: building vmlinux with $(nproc) jobs"
+make "${make_args[@]}" -j"$(nproc)" vmlinux >"$build/build.log" 2>&1 || { tail -40 "$build/build.log" >&2; exit 1; }
+powerpc64-linux-gnu-strip -o "$out/vmlinux.new" "$build/vmlinux"
+mv "$out/vmlinux.new" "$out/vmlinux"
+echo "built from $(basename "$src") with be-compat.config sha256 $fragsum" > "$out/source"
+rm -rf "$build"
+power_log "ppc64 BE kernel: built $out/vmlinux"

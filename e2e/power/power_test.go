@@ -1,0 +1,277 @@
+package power
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// needGuests skips unless the POWER tier was asked for: booting two TCG
+// guests takes tens of seconds and needs root, QEMU and the cross compilers.
+func needGuests(t *testing.T) {
+	t.Helper()
+	if os.Getenv("MIGRATED_E2E_POWER") != "1" {
+		t.Skip("boots QEMU POWER guests: set MIGRATED_E2E_POWER=1 (make e2e-power runs it)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespace, kernel cache)")
+	}
+}
+
+// updateTestdata is set by run.sh -update: guest captures are written to testdata/.
+func updateTestdata() bool { return os.Getenv("MIGRATED_E2E_POWER_UPDATE") == "1" }
+
+// guestCheck is one check run in every guest of a pair.
+type guestCheck struct {
+	name string
+	argv []string
+}
+
+// TestPowerGuests boots a ppc64le pair and a big-endian pair, and in each
+// guest checks what the engine relies on: ptrace SEIZE/INTERRUPT, soft-dirty,
+// 64 KiB pages, guest-to-guest TCP; it captures register dumps and auxv.
+func TestPowerGuests(t *testing.T) {
+	needGuests(t)
+	tests := []struct {
+		arch   string
+		cpu    string
+		checks []guestCheck
+		// regdumps: name of the capture -> argv printing a dump; the tracee's
+		// PRSTATUS length and byte order.
+		regdumps []regdumpCase
+		auxv     map[string][]string // capture name -> argv printing auxv
+		// no32 expects 32-bit programs to be refused by the kernel.
+		no32 bool
+	}{
+		{
+			arch: ArchPPC64LE, cpu: "POWER9",
+			checks: []guestCheck{
+				{"ptrace", []string{"/bin/powercheck", "ptrace"}},
+				{"softdirty", []string{"/bin/powercheck", "softdirty"}},
+				{"pagesize", []string{"/bin/powercheck", "pagesize", "65536"}},
+			},
+			regdumps: []regdumpCase{{"regs-ppc64le", []string{"/bin/powercheck", "regdump"}, 384, binary.LittleEndian, 8}},
+			auxv:     map[string][]string{"auxv-ppc64le-power9": {"/bin/powercheck", "auxv"}},
+			no32:     true,
+		},
+		{
+			arch: ArchPPC64, cpu: "POWER9",
+			checks: []guestCheck{
+				{"ptrace", []string{"/bin/powercheck", "ptrace"}},
+				{"softdirty", []string{"/bin/powercheck", "softdirty"}},
+				{"pagesize", []string{"/bin/powercheck", "pagesize", "65536"}},
+				{"ptrace32", []string{"/bin/powercheck32", "ptrace"}},
+				{"softdirty32", []string{"/bin/powercheck32", "softdirty"}},
+				{"pagesize32", []string{"/bin/powercheck32", "pagesize", "65536"}},
+			},
+			regdumps: []regdumpCase{
+				{"regs-ppc64", []string{"/bin/powercheck", "regdump"}, 384, binary.BigEndian, 8},
+				{"regs-ppc32", []string{"/bin/powercheck", "regdump", "/bin/powercheck32"}, 192, binary.BigEndian, 4},
+			},
+			auxv: map[string][]string{
+				"auxv-ppc64-power9": {"/bin/powercheck", "auxv"},
+				"auxv-ppc32-power9": {"/bin/powercheck32", "auxv"},
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.arch, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+			defer cancel()
+			work := t.TempDir()
+			begin := time.Now()
+			files := map[string]File{}
+			for _, b := range []struct{ arch, name string }{{tc.arch, "powercheck"}, {ArchPPC, "powercheck32"}} {
+				out := filepath.Join(work, b.name)
+				if err := BuildC(ctx, b.arch, out, []string{"-std=gnu11", "-mcpu=power8"},
+					filepath.Join(HarnessDir(), "cprog", "powercheck.c")); err != nil {
+					t.Fatal(err)
+				}
+				files["bin/"+b.name] = File{HostPath: out}
+			}
+			t.Logf("step cross-build C: %v", time.Since(begin).Round(time.Millisecond))
+
+			begin = time.Now()
+			pair, err := BootPair(ctx, PairConfig{Arch: tc.arch, CPU: tc.cpu, Files: files, WorkDir: work, Logf: t.Logf})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := pair.Close(); err != nil {
+					t.Error(err)
+				}
+			}()
+			t.Logf("step boot pair (initramfs + QEMU + READY): %v", time.Since(begin).Round(time.Millisecond))
+
+			begin = time.Now()
+			for _, g := range pair.Guests {
+				for _, c := range tc.checks {
+					out, err := g.RunNamed(ctx, c.name, c.argv...)
+					if err != nil {
+						t.Errorf("%s %s: %v", g.Name, c.name, err)
+						continue
+					}
+					t.Logf("%s: %s", g.Name, strings.TrimSpace(string(out)))
+				}
+				if tc.no32 {
+					_, err := g.Run(ctx, "/bin/powercheck32", "pagesize")
+					var ee *ExitError
+					if !errors.As(err, &ee) || !strings.Contains(ee.Err, "exec format error") {
+						t.Errorf("%s: a 32-bit program on a kernel without COMPAT: got %v, want exec format error", g.Name, err)
+					} else {
+						t.Logf("%s: 32-bit program refused as expected: %s", g.Name, ee.Err)
+					}
+				}
+				for _, c := range tc.checks {
+					if !strings.Contains(g.Console(), fmt.Sprintf("RESULT %s PASS", c.name)) {
+						t.Errorf("%s: console has no PASS marker for %s", g.Name, c.name)
+					}
+				}
+			}
+			t.Logf("step in-guest checks: %v", time.Since(begin).Round(time.Millisecond))
+
+			begin = time.Now()
+			checkTCP(ctx, t, pair, 4<<20)
+			t.Logf("step guest-to-guest TCP: %v", time.Since(begin).Round(time.Millisecond))
+
+			begin = time.Now()
+			for _, rc := range tc.regdumps {
+				out, err := pair.Run(ctx, 0, rc.argv...)
+				if err != nil {
+					t.Errorf("%s: %v", rc.name, err)
+					continue
+				}
+				rc.check(t, out)
+				saveCapture(t, work, rc.name+".txt", captureHeader(pair.Guests[0], rc.argv, out))
+			}
+			for name, argv := range tc.auxv {
+				out, err := pair.Run(ctx, 0, argv...)
+				if err != nil {
+					t.Errorf("%s: %v", name, err)
+					continue
+				}
+				if len(out) == 0 || len(out)%8 != 0 {
+					t.Errorf("%s: %d bytes of auxv", name, len(out))
+				}
+				saveCapture(t, work, name+".bin", out)
+			}
+			t.Logf("step captures: %v", time.Since(begin).Round(time.Millisecond))
+		})
+	}
+}
+
+// regdumpCase is a register dump to capture and sanity-check.
+type regdumpCase struct {
+	name     string
+	argv     []string
+	prstatus int              // NT_PRSTATUS length for this tracee
+	order    binary.ByteOrder // the tracee's byte order
+	word     int              // the tracee's register width
+}
+
+// check verifies the values regs_child in cprog/powercheck.c loaded.
+func (rc regdumpCase) check(t *testing.T, out []byte) {
+	t.Helper()
+	sets, err := ParseRegDump(out)
+	if err != nil {
+		t.Errorf("%s: %v\n%s", rc.name, err, out)
+		return
+	}
+	byName := map[string]RegSet{}
+	for _, s := range sets {
+		byName[s.Name] = s
+		if s.Errno != 0 {
+			t.Logf("%s: %s: errno %d %s", rc.name, s.Name, s.Errno, s.Err)
+		} else {
+			t.Logf("%s: %s: %d bytes", rc.name, s.Name, len(s.Data))
+		}
+	}
+	word := func(b []byte, i int) uint64 {
+		if rc.word == 4 {
+			return uint64(rc.order.Uint32(b[i*4:]))
+		}
+		return rc.order.Uint64(b[i*8:])
+	}
+	pr := byName["NT_PRSTATUS"]
+	if len(pr.Data) != rc.prstatus {
+		t.Errorf("%s: NT_PRSTATUS is %d bytes, want %d", rc.name, len(pr.Data), rc.prstatus)
+		return
+	}
+	for r := 14; r <= 29; r++ {
+		want := uint64(0xA5A50000)<<32 | uint64(r<<8|r)
+		if rc.word == 4 {
+			want = 0xA5A50000 | uint64(r<<8|r)
+		}
+		if got := word(pr.Data, r); got != want {
+			t.Errorf("%s: gpr%d = %#x, want %#x", rc.name, r, got, want)
+		}
+	}
+	// user_pt_regs after gpr[32]: nip msr orig_gpr3 ctr link xer ccr.
+	if got, want := word(pr.Data, 35), uint64(0xC7C70000)<<32|0x0c0c; rc.word == 8 && got != want {
+		t.Errorf("%s: ctr = %#x, want %#x", rc.name, got, want)
+	}
+	if got := word(pr.Data, 38); got != 0x12345678 {
+		t.Errorf("%s: ccr = %#x, want 0x12345678", rc.name, got)
+	}
+	fp := byName["NT_PRFPREG"]
+	if len(fp.Data) != 33*8 {
+		t.Errorf("%s: NT_PRFPREG is %d bytes, want 264", rc.name, len(fp.Data))
+	} else if got := rc.order.Uint64(fp.Data[5*8:]); got != 0xF0F0000000000505 {
+		t.Errorf("%s: fpr5 = %#x, want 0xf0f0000000000505", rc.name, got)
+	}
+}
+
+// captureHeader prefixes a dump with where it was captured.
+func captureHeader(g *Guest, argv []string, out []byte) []byte {
+	hdr := fmt.Sprintf("# captured by e2e/power TestPowerGuests on guest %s (%s, QEMU -cpu %s)\n# command: %s\n",
+		g.Name, g.Arch, g.CPU, strings.Join(argv, " "))
+	return append([]byte(hdr), out...)
+}
+
+// saveCapture writes a guest capture into the work directory and, when
+// updating, into testdata/.
+func saveCapture(t *testing.T, work, name string, data []byte) {
+	t.Helper()
+	dirs := []string{work}
+	if updateTestdata() {
+		dirs = append(dirs, filepath.Join(HarnessDir(), "testdata"))
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("capture %s: %d bytes", name, len(data))
+}
+
+// checkTCP sends n bytes from guest 1 to guest 0 over the QEMU link.
+func checkTCP(ctx context.Context, t *testing.T, pair *Pair, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var serveOut []byte
+	var serveErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		serveOut, serveErr = pair.Guests[0].RunNamed(ctx, "tcp-serve", "@tcp-serve", "7000")
+	}()
+	sendOut, sendErr := pair.Guests[1].RunNamed(ctx, "tcp-send", "@tcp-send",
+		pair.Guests[0].Addr.String()+":7000", fmt.Sprint(n))
+	wg.Wait()
+	if serveErr != nil || sendErr != nil {
+		t.Errorf("guest-to-guest TCP: serve: %v; send: %v", serveErr, sendErr)
+		return
+	}
+	t.Logf("g0: %s", strings.TrimSpace(string(serveOut)))
+	t.Logf("g1: %s", strings.TrimSpace(string(sendOut)))
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The POWER end-to-end tier, one entry point (make e2e-power). On a fresh
+# Debian 12 amd64 machine, as root: installs the packages, fetches the ppc64el
+# kernel, provides the big-endian COMPAT kernel (shared cache or own build),
+# then boots QEMU pseries guest pairs and runs the tests in ./e2e/power.
+#
+#   e2e/power/run.sh [-update] [go test flags...]
+#
+# -update rewrites the guest captures in e2e/power/testdata/.
+# Environment: MIGRATED_E2E_CACHE (kernel cache dir), MIGRATED_E2E_BUILD_KERNEL=1
+# (build the BE kernel even when a prebuilt one is available).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+. "$here/lib.sh"
+
+if [ "${1:-}" = "-update" ]; then
+  export MIGRATED_E2E_POWER_UPDATE=1
+  shift
+fi
+
+step() {
+  local name="$1"; shift
+  local t0; t0=$(date +%s.%N)
+  "$@"
+  printf 'e2e-power step %-28s %7.1f s\n' "$name" "$(echo "$(date +%s.%N) - $t0" | bc)" | tee -a "$times"
+}
+
+times="$(mktemp)"
+trap 'rm -f "$times"' EXIT
+[ "$(id -u)" -eq 0 ] || { echo "e2e-power: run as root (QEMU in a network namespace, apt)" >&2; exit 1; }
+step deps bash "$here/deps.sh"
+step "kernel ppc64el (fetch/cache)" bash "$here/kernel-le.sh"
+step "kernel ppc64 BE (build/cache)" bash "$here/kernel-be.sh"
+cd "$repo"
+step "go test e2e/power" env MIGRATED_E2E_POWER=1 go test -count=1 -timeout 40m -v "$@" ./e2e/power/...
+echo "e2e-power: summary"
+cat "$times"
