@@ -1,0 +1,137 @@
+package precopy
+
+import (
+	"os"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/migrated/migrated/checkpoint"
+)
+
+func TestIoctlNumbers(t *testing.T) {
+	// Values as the kernel's headers compute them: a C program printing
+	// UFFDIO_* from <linux/userfaultfd.h> and _IOWR('f', 16, 96 bytes),
+	// compiled with gcc (amd64) and powerpc64le-linux-gnu-gcc (-S).
+	tests := []struct {
+		name string
+		got  uintptr
+		want uintptr
+	}{
+		{"generic UFFDIO_API", genericIOC.iowr(uffdioType, uffdioAPINr, 24), 0xc018aa3f},
+		{"generic UFFDIO_REGISTER", genericIOC.iowr(uffdioType, uffdioRegisterNr, 32), 0xc020aa00},
+		{"generic UFFDIO_UNREGISTER", genericIOC.ior(uffdioType, uffdioUnregisterNr, 16), 0x8010aa01},
+		{"generic UFFDIO_WRITEPROTECT", genericIOC.iowr(uffdioType, uffdioWriteprotectNr, 24), 0xc018aa06},
+		{"generic PAGEMAP_SCAN", genericIOC.iowr(pagemapScanType, pagemapScanNr, 96), 0xc0606610},
+		{"powerpc UFFDIO_API", powerpcIOC.iowr(uffdioType, uffdioAPINr, 24), 0xc018aa3f},
+		{"powerpc UFFDIO_UNREGISTER", powerpcIOC.ior(uffdioType, uffdioUnregisterNr, 16), 0x4010aa01},
+		{"powerpc PAGEMAP_SCAN", powerpcIOC.iowr(pagemapScanType, pagemapScanNr, 96), 0xc0606610},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s = %#x, want %#x", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+func uwFlagged(t *testing.T, pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmFlags:") && slices.Contains(strings.Fields(l), "uw") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func TestUFFDTrackerFindsWrittenPages(t *testing.T) {
+	needRoot(t)
+	d := startDirtier(t, 256, "all")
+	fdsBefore := fdsOf(t, d.PID)
+	tr, err := newUFFDTracker(d.PID)
+	if err != nil {
+		t.Fatalf("newUFFDTracker: %v", err)
+	}
+	defer tr.Close()
+	if got := fdsOf(t, d.PID); !slices.Equal(got, fdsBefore) {
+		t.Fatalf("fds after taking the userfaultfd: %v, before %v", got, fdsBefore)
+	}
+	sync := func() *Delta {
+		t.Helper()
+		vmas, err := checkpoint.VMAs(d.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dl, err := tr.Sync(vmas, false)
+		if err != nil {
+			t.Fatalf("Sync: %v", err)
+		}
+		return dl
+	}
+	region := Range{d.Base, d.Base + uint64(d.Pages)*d.PageSize}
+	first := sync()
+	if got := first.Fresh.Intersect(region.Start, region.End); got.Bytes() != region.Len() {
+		t.Fatalf("first Sync: region fresh %v, want all of %v", got, region)
+	}
+	if got := pagesIn(sync().Dirty, d.Base, d.Pages, d.PageSize); len(got) != 0 {
+		t.Fatalf("nothing written, yet dirty pages %v", got)
+	}
+	steps := []struct {
+		name string
+		cmd  string
+		want []uint32
+	}{
+		{"user writes", "w 3 17 200 201", []uint32{3, 17, 200, 201}},
+		{"nothing", "sum", nil},
+		{"kernel write (read(2) into the page)", "k 50", []uint32{50}},
+		{"same page twice", "w 9 9", []uint32{9}},
+		{"MADV_DONTNEED", "z 60", []uint32{60}},
+		{"write after DONTNEED", "w 60", []uint32{60}},
+	}
+	for _, st := range steps {
+		if ans := d.do("%s", st.cmd); ans == "?" {
+			t.Fatalf("%s: dirtier did not understand %q", st.name, st.cmd)
+		}
+		got := pagesIn(sync().Dirty, d.Base, d.Pages, d.PageSize)
+		if !slices.Equal(got, st.want) {
+			t.Errorf("%s: dirty pages %v, want %v", st.name, got, st.want)
+		}
+	}
+	// A new mapping is fresh (and tracked from then on).
+	var addr uint64
+	fmt.Sscanf(d.do("map 8"), "%x", &addr)
+	dl := sync()
+	if got := dl.Fresh.Intersect(addr, addr+8*d.PageSize).Bytes(); got != 8*d.PageSize {
+		t.Errorf("new mapping at %#x: fresh %v", addr, dl.Fresh)
+	}
+	d.do("w 1")
+	dl = sync()
+	if dl.Fresh.Intersect(addr, addr+8*d.PageSize).Bytes() != 0 {
+		t.Errorf("new mapping still fresh in the next Sync: %v", dl.Fresh)
+	}
+	if got := pagesIn(dl.Dirty, d.Base, d.Pages, d.PageSize); !slices.Equal(got, []uint32{1}) {
+		t.Errorf("after the new mapping: dirty %v, want [1]", got)
+	}
+	if len(uwFlagged(t, d.PID)) == 0 {
+		t.Errorf("no VMA is flagged uw (uffd-wp) in smaps while armed")
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if got := uwFlagged(t, d.PID); len(got) != 0 {
+		t.Errorf("after Close, VMAs still uffd-wp registered: %v", got)
+	}
+	if got := fdsOf(t, d.PID); !slices.Equal(got, fdsBefore) {
+		t.Errorf("fds after Close: %v, before %v", got, fdsBefore)
+	}
+	sum1 := d.do("sum")
+	d.do("w 5 6 7")
+	if sum2 := d.do("sum"); sum2 == sum1 {
+		t.Errorf("task does not work after Close: sum unchanged by writes")
+	}
+}
