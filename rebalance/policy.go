@@ -307,17 +307,22 @@ func (pl *planner) compatible(ti, cls int) bool {
 }
 
 // pool returns the classes task ti can run on (in pl.sig, valid until the
-// next call) and their mean utilisation: the watermarks of a move are
-// relative to it, since a task can only even out among the nodes it can
-// run on.
-func (pl *planner) pool(ti int) (sig []int, mean float64) {
+// next call) and the mean utilisation of those nodes and of its own node s:
+// the watermarks of a move are relative to it, since a task can only even
+// out among the nodes it can run on.
+func (pl *planner) pool(s, ti int) (sig []int, mean float64) {
 	pl.sig = pl.sig[:0]
-	var load, cpu float64
+	src := &pl.nodes[s]
+	load, cpu := src.load, src.n.CPUs
 	for cls := range pl.classes {
 		if pl.compatible(ti, cls) {
 			pl.sig = append(pl.sig, cls)
 			load += pl.classes[cls].load
 			cpu += pl.classes[cls].cpu
+			if cls == src.class {
+				load -= src.load
+				cpu -= src.n.CPUs
+			}
 		}
 	}
 	if cpu > 0 {
@@ -442,9 +447,9 @@ func (pl *planner) serve(s int) (*Proposal, *Hold) {
 			break
 		}
 		ti, t, est, cost := c.ti, &pl.v.Tasks[c.ti], c.est, c.cost
-		sig, pm := pl.pool(ti)
+		sig, pm := pl.pool(s, ti)
 		switch {
-		case len(sig) == 0 || !(pm > 0):
+		case len(sig) == 0:
 			nNoPool++
 			continue
 		case us <= cfg.High*pm:
@@ -484,7 +489,7 @@ func (pl *planner) serve(s int) (*Proposal, *Hold) {
 		}
 		add(nCooling, fmt.Sprintf("are cooling down (%v after a move)", cfg.Cooldown))
 		add(nNoConv, fmt.Sprintf("would not converge within %v", cfg.DowntimeLimit))
-		add(nNoPool, "run on no node of the view")
+		add(nNoPool, "run on no other node of the view")
 		add(nEven, fmt.Sprintf("can only go where the load is as high (node below %.2f x their pool's mean)", cfg.High))
 		add(nNoTarget, fmt.Sprintf("have no compatible target below %.2f x their pool's mean with room under %.2f x", cfg.Low, cfg.Ceiling))
 		if nLow > 0 {
@@ -591,11 +596,23 @@ func (p *Policy) Admit(v *View, t *Task, target string) error {
 		return fmt.Errorf("%w: node %s has %s free, task %s needs %s", ErrRefused, target,
 			bytesString(dst.free), t.ID, bytesString(need))
 	}
+	// The task's pool as the proposer saw it: the nodes it can run on and
+	// the one it runs on.
 	var load, cpu float64
+	srcClass := -1
+	if si, ok := pl.byID[t.Node]; ok {
+		src := &pl.nodes[si]
+		load, cpu, srcClass = src.load, src.n.CPUs, src.class
+	}
 	for cls := range pl.classes {
 		if cls == dst.class || cfg.Compatible(t.Manifest, pl.classes[cls].caps) {
 			load += pl.classes[cls].load
 			cpu += pl.classes[cls].cpu
+			if cls == srcClass {
+				si := pl.byID[t.Node]
+				load -= pl.nodes[si].load
+				cpu -= pl.nodes[si].n.CPUs
+			}
 		}
 	}
 	hot := cfg.High * load / cpu

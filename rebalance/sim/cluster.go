@@ -137,9 +137,13 @@ func DefaultKinds() []NodeKind {
 	}
 }
 
-// manifestFor builds the capability manifest of a task of kind started on a
-// host with caps h, as checkpoint would capture it there.
-func manifestFor(kind string, h *compat.HostCaps, pid int32, threads int, rss uint64) (*image.Manifest, error) {
+// NewManifest builds the capability manifest of a task of kind started on a
+// host with caps h, as checkpoint would capture it there. Task kinds:
+// "ppc64le" (started on POWER9, or on POWER10 in POWER9 mode),
+// "ppc64le-isa31" (started on POWER10: needs ARCH_3_1 and MMA), "ppc64"
+// (big-endian ELFv1), "ppc32" (needs CONFIG_COMPAT), "amd64",
+// "amd64-avx512", "i386".
+func NewManifest(kind string, h *compat.HostCaps, pid int32, threads int, rss uint64) (*image.Manifest, error) {
 	m := &image.Manifest{
 		Header: &image.Header{
 			FormatVersion: 1, PageSize: h.PageSize, KernelRelease: h.KernelRelease, Pid: pid,

@@ -95,8 +95,19 @@ type Shift struct {
 	StartPeriod int     `json:"start_period"`
 	HotNodes    int     `json:"hot_nodes"`
 	PeakMaxMean float64 `json:"peak_max_mean"`
+	// Floor is a lower bound of the max/mean any placement could reach in
+	// this phase: for each compatibility pool P (the node kinds some task
+	// can run on), the demand of the tasks that can run only inside P plus
+	// P's background load, over P's CPUs, relative to the cluster mean. A
+	// hot spot that lands mostly on a small pool (all ppc32 hosts, say) can
+	// lift it above Converged; then no policy can reach Converged.
+	Floor float64 `json:"floor"`
+	// Goal is what the phase is judged against: Converged, or
+	// Floor x Policy.High when the floor makes Converged unreachable (the
+	// policy leaves nodes alone within its hysteresis band).
+	Goal float64 `json:"goal"`
 	// PeriodsToConverge: periods from the shift until max/mean first fell
-	// below Config.Converged (-1: never within the phase).
+	// below Goal (-1: never within the phase).
 	PeriodsToConverge int `json:"periods_to_converge"`
 	// MaxAfterConverged is the highest max/mean after that, within the phase.
 	MaxAfterConverged float64 `json:"max_after_converged"`
@@ -167,6 +178,7 @@ type task struct {
 	id        string
 	kind      string
 	m         *image.Manifest
+	pool      uint64 // bit i: the task can run on node kind i
 	node      int
 	demand    float64 // CPUs, without the hot spot
 	mult      float64 // hot-spot factor of the current phase
@@ -182,6 +194,57 @@ type task struct {
 
 	moves, movesPhase int
 	left              []leave
+}
+
+// poolOf returns the node kinds a manifest can run on, as a bit set,
+// according to the simulator's own check.
+func (r *run) poolOf(m *image.Manifest) uint64 {
+	var p uint64
+	for i := range r.cfg.Kinds {
+		if r.check(m, r.cfg.Kinds[i].Caps) {
+			p |= 1 << i
+		}
+	}
+	return p
+}
+
+// floor computes Shift.Floor for the tasks' current demand.
+func (r *run) floor() float64 {
+	pools := map[uint64]bool{}
+	for i := range r.tasks {
+		pools[r.tasks[i].pool] = true
+	}
+	var kindBG, kindCPU [64]float64
+	var sumLoad, sumCPU float64
+	for i := range r.nodes {
+		n := &r.nodes[i]
+		kindBG[n.kind] += n.background
+		kindCPU[n.kind] += n.cpus
+		sumLoad += n.background
+		sumCPU += n.cpus
+	}
+	for i := range r.tasks {
+		sumLoad += r.tasks[i].need()
+	}
+	worst := 0.0
+	for p := range pools {
+		var load, cpu float64
+		for k := range r.cfg.Kinds {
+			if p&(1<<k) != 0 {
+				load += kindBG[k]
+				cpu += kindCPU[k]
+			}
+		}
+		for i := range r.tasks {
+			if r.tasks[i].pool&^p == 0 {
+				load += r.tasks[i].need()
+			}
+		}
+		if cpu > 0 {
+			worst = math.Max(worst, load/cpu)
+		}
+	}
+	return worst / (sumLoad / sumCPU)
 }
 
 // need is the task's CPU demand in the current phase.
@@ -219,6 +282,8 @@ func Run(cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("%w: hot_fraction in [0,1], hot_factor and mean_util positive", ErrConfig)
 	case cfg.FailureRate < 0 || cfg.FailureRate > 1 || cfg.Noise < 0 || cfg.Noise >= 1:
 		return nil, fmt.Errorf("%w: failure_rate in [0,1], noise in [0,1)", ErrConfig)
+	case len(cfg.Kinds) == 0 || len(cfg.Kinds) > 64:
+		return nil, fmt.Errorf("%w: 1 to 64 node kinds", ErrConfig)
 	}
 	check := cfg.Check
 	if check == nil {
@@ -313,11 +378,12 @@ func (r *run) generate() error {
 		t.threads = 1 + r.rng.IntN(8)
 		t.demand = clamp(lognormal(r.rng, 1, 0.7), 0.05, float64(t.threads))
 		sumDemand += t.demand
-		m, err := manifestFor(kind, k.Caps, int32(1000+i%30000), t.threads, t.rss)
+		m, err := NewManifest(kind, k.Caps, int32(1000+i%30000), t.threads, t.rss)
 		if err != nil {
 			return err
 		}
 		t.m = m
+		t.pool = r.poolOf(m)
 		r.taskByID[t.id] = i
 	}
 	want := cfg.MeanUtil*sumCPU - sumBG
@@ -341,7 +407,7 @@ func ShiftedView(cfg Config, ph int) (*rebalance.View, error) {
 	if cfg.Kinds == nil {
 		cfg.Kinds = DefaultKinds()
 	}
-	r := &run{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
+	r := &run{cfg: cfg, check: DefaultCheck, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
 	if err := r.generate(); err != nil {
 		return nil, err
 	}
@@ -371,6 +437,8 @@ func (r *run) simulate() {
 			r.res.Shifts = append(r.res.Shifts, Shift{Phase: k / cfg.ShiftEvery, StartPeriod: k, PeriodsToConverge: -1})
 			phase = &r.res.Shifts[len(r.res.Shifts)-1]
 			phase.HotNodes = r.shift(phase.Phase)
+			phase.Floor = r.floor()
+			phase.Goal = math.Max(cfg.Converged, phase.Floor*cfg.Policy.High)
 			converged = false
 		}
 		for i := range r.tasks {
@@ -423,7 +491,7 @@ func (r *run) simulate() {
 		if converged && r.step.MaxMean > phase.MaxAfterConverged {
 			phase.MaxAfterConverged = r.step.MaxMean
 		}
-		if !converged && r.step.MaxMean < cfg.Converged {
+		if !converged && r.step.MaxMean < phase.Goal {
 			converged = true
 			phase.PeriodsToConverge = k - phase.StartPeriod + 1
 			phase.MaxAfterConverged = r.step.MaxMean
