@@ -28,6 +28,24 @@ func needGuests(t *testing.T) {
 // updateTestdata is set by run.sh -update: guest captures are written to testdata/.
 func updateTestdata() bool { return os.Getenv("MIGRATED_E2E_POWER_UPDATE") == "1" }
 
+// keptWorkDir is a work directory for a pair that is removed when the test
+// passes and kept (consoles, control transcripts, images) when it fails.
+func keptWorkDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "migrated-power-"+strings.ReplaceAll(t.Name(), "/", "-")+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("work directory kept for inspection: %s", d)
+			return
+		}
+		os.RemoveAll(d)
+	})
+	return d
+}
+
 // guestCheck is one check run in every guest of a pair.
 type guestCheck struct {
 	name string
@@ -85,7 +103,7 @@ func TestPowerGuests(t *testing.T) {
 		t.Run(tc.arch, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 			defer cancel()
-			work := t.TempDir()
+			work := keptWorkDir(t)
 			begin := time.Now()
 			files := map[string]File{}
 			for _, b := range []struct{ arch, name string }{{tc.arch, "powercheck"}, {ArchPPC, "powercheck32"}} {
@@ -129,10 +147,14 @@ func TestPowerGuests(t *testing.T) {
 						t.Logf("%s: 32-bit program refused as expected: %s", g.Name, ee.Err)
 					}
 				}
+				// The console (hvc0) is a different channel from the replies
+				// (hvc1): its markers may arrive a little later.
 				for _, c := range tc.checks {
-					if !strings.Contains(g.Console(), fmt.Sprintf("RESULT %s PASS", c.name)) {
-						t.Errorf("%s: console has no PASS marker for %s", g.Name, c.name)
+					wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+					if err := g.WaitConsole(wctx, fmt.Sprintf("RESULT %s PASS", c.name)); err != nil {
+						t.Errorf("%s: no PASS marker for %s on the console: %v", g.Name, c.name, err)
 					}
+					cancel()
 				}
 			}
 			t.Logf("step in-guest checks: %v", time.Since(begin).Round(time.Millisecond))

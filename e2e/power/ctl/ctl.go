@@ -16,6 +16,7 @@
 package ctl
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,7 +94,7 @@ func DecodeReply(line []byte) (Reply, error) {
 	if len(line) == 0 || line[0] != '{' {
 		return r, ErrNotMessage
 	}
-	if err := json.Unmarshal(line, &r); err != nil {
+	if err := strictUnmarshal(line, &r); err != nil {
 		return r, fmt.Errorf("%w: %v", ErrNotMessage, err)
 	}
 	if r.ID == 0 {
@@ -108,13 +109,27 @@ func DecodeRequest(line []byte) (Request, error) {
 	if len(line) == 0 || line[0] != '{' {
 		return r, ErrNotMessage
 	}
-	if err := json.Unmarshal(line, &r); err != nil {
+	if err := strictUnmarshal(line, &r); err != nil {
 		return r, fmt.Errorf("%w: %v", ErrNotMessage, err)
 	}
 	if r.ID == 0 || len(r.Argv) == 0 {
 		return r, fmt.Errorf("%w: no id or argv", ErrNotMessage)
 	}
 	return r, nil
+}
+
+// strictUnmarshal rejects unknown fields, so a request echoed back by a tty
+// that is not raw yet is not taken for a reply, and one trailing value only.
+func strictUnmarshal(line []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(line))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if d.More() {
+		return errors.New("more than one value on the line")
+	}
+	return nil
 }
 
 // Encode renders a message as one line, newline included.
