@@ -14,15 +14,6 @@ import (
 // FormatVersions are the image format versions this build reads.
 var FormatVersions = []uint32{1}
 
-// SupportedFdKinds are the kinds of file descriptor restore recreates. It is
-// the one place the set grows: add a kind here when restore learns it.
-var SupportedFdKinds = []image.FdKind{
-	image.FdKind_FD_REGULAR,
-	image.FdKind_FD_DIRECTORY,
-	image.FdKind_FD_DEV_NULL,
-	image.FdKind_FD_DEV_ZERO,
-}
-
 // family is an arch family: tasks move only within one.
 type family int
 
@@ -524,20 +515,15 @@ func short(sum []byte) string {
 	return s
 }
 
-func fdKindName(k image.FdKind) string {
-	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k.String(), "FD_")), "_", " ")
-}
-
+// decideFdKinds checks the task's fd kinds against image.SupportedFdKinds,
+// the one table the checkpoint, restore and compat code share.
 func decideFdKinds(b *verdictBuilder, kinds []image.FdKind) {
 	var bad []string
 	for _, k := range kinds {
-		if slices.Contains(SupportedFdKinds, k) {
+		if image.SupportedFdKinds[k] {
 			continue
 		}
-		name := fdKindName(k)
-		if k == image.FdKind_FD_UNSPECIFIED {
-			name = "unknown"
-		}
+		name := image.FdKindName(k)
 		if !slices.Contains(bad, name) {
 			bad = append(bad, name)
 		}
