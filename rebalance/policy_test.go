@@ -1,6 +1,7 @@
 package rebalance_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -642,5 +643,35 @@ func TestConfigValidate(t *testing.T) {
 		if d := cfg.NextRun(u); d < cfg.Period/2 || d >= cfg.Period*3/2 {
 			t.Fatalf("NextRun(%v) = %v", u, d)
 		}
+	}
+}
+
+// TestSnapshotRoundTrip: a snapshot survives JSON (the agent hands it to the
+// CLI that way) and plans the same as the live policy, backoffs included.
+func TestSnapshotRoundTrip(t *testing.T) {
+	p := policy(t, nil)
+	p.Failed("big", "b", t0.Add(-time.Second))
+	v := threeNodes(t)
+	want := moves(p.Plan(v))
+	if want != "small0:a>b" {
+		t.Fatalf("live plan %s", want)
+	}
+	b, err := json.Marshal(&rebalance.Snapshot{Self: "a", Config: p.Config(), View: *v, Backoffs: p.Backoffs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s rebalance.Snapshot
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := s.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := moves(pl); got != want {
+		t.Fatalf("snapshot plans %s, live policy %s", got, want)
+	}
+	if len(s.Backoffs) != 1 || s.Backoffs[0].Failures != 1 || s.View.Tasks[0].Manifest.GetHeader().GetArch() != image.Arch_ARCH_PPC64LE {
+		t.Fatalf("snapshot lost state: %+v", s.Backoffs)
 	}
 }
