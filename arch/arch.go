@@ -175,18 +175,18 @@ var ErrRegsetSize = errors.New("register set has an unexpected size")
 // Syscalls holds the numbers of the syscalls the engine injects, per task
 // arch. A zero value means "does not exist on this arch".
 type Syscalls struct {
-	Read, Write, Open, Openat, Close, Lseek, Llseek         int
-	Mmap, Munmap, Mprotect, Mremap, Madvise, Brk            int
-	RtSigaction, RtSigprocmask, Sigaltstack, RtSigqueueinfo int
-	Getitimer, Setitimer, Prlimit64, Getrlimit              int
-	Prctl, ArchPrctl, Clone3, Exit, ExitGroup, Kill         int
-	Getpid, Gettid, Getcwd, Chdir, Fchdir, Umask            int
-	SetTidAddress, SetRobustList, GetRobustList, Rseq       int
-	Dup2, Dup3, Fcntl, Ioctl, Userfaultfd, MemfdCreate      int
-	Setresuid, Setresgid, Setgroups, Capset, Capget         int
-	Personality, Pause, RestartSyscall, Nanosleep           int
-	ClockGettime, Setsid, Setpgid, Getpgid, Getsid          int
-	Ftruncate, Fstat, Pread64, Pwrite64, Munlock            int
+	Read, Write, Open, Openat, Close, Lseek, Llseek                           int
+	Mmap, Munmap, Mprotect, Mremap, Madvise, Brk                              int
+	RtSigaction, RtSigprocmask, Sigaltstack, RtSigqueueinfo, RtTgsigqueueinfo int
+	Getitimer, Setitimer, Prlimit64, Getrlimit                                int
+	Prctl, ArchPrctl, Clone3, Exit, ExitGroup, Kill                           int
+	Getpid, Gettid, Getcwd, Chdir, Fchdir, Umask                              int
+	SetTidAddress, SetRobustList, GetRobustList, Rseq                         int
+	Dup2, Dup3, Fcntl, Ioctl, Userfaultfd, MemfdCreate                        int
+	Setresuid, Setresgid, Setgroups, Capset, Capget                           int
+	Personality, Pause, RestartSyscall, Nanosleep                             int
+	ClockGettime, Setsid, Setpgid, Getpgid, Getsid                            int
+	Ftruncate, Fstat, Pread64, Pwrite64, Munlock                              int
 }
 
 // registry of the arches compiled in.

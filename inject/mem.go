@@ -77,3 +77,45 @@ func WriteMemForce(pid int, addr uint64, buf []byte) error {
 	}
 	return nil
 }
+
+// ReadPages reads whole pages at the given page-aligned addresses (ascending)
+// into buf (len(addrs)*pageSize bytes) with as few process_vm_readv calls as
+// possible: contiguous pages merge into one iovec, up to MaxIovecs a call.
+func ReadPages(pid int, addrs []uint64, pageSize uint64, buf []byte) error {
+	if uint64(len(buf)) < uint64(len(addrs))*pageSize {
+		return fmt.Errorf("read pages: buffer of %d bytes for %d pages", len(buf), len(addrs))
+	}
+	var remote []unix.RemoteIovec
+	flush := func(bufOff uint64, first int, n int) error {
+		if len(remote) == 0 {
+			return nil
+		}
+		local := []unix.Iovec{{Base: &buf[bufOff]}}
+		local[0].SetLen(n * int(pageSize))
+		got, err := unix.ProcessVMReadv(pid, local, remote, 0)
+		if err != nil {
+			return fmt.Errorf("read %d pages at %#x of %d: %w", n, addrs[first], pid, err)
+		}
+		if got != n*int(pageSize) {
+			return fmt.Errorf("read %d pages at %#x of %d: short read of %d bytes", n, addrs[first], pid, got)
+		}
+		remote = remote[:0]
+		return nil
+	}
+	start, count := 0, 0
+	for i, a := range addrs {
+		if len(remote) > 0 && remote[len(remote)-1].Base+uintptr(remote[len(remote)-1].Len) == uintptr(a) {
+			remote[len(remote)-1].Len += int(pageSize)
+		} else {
+			if len(remote) == MaxIovecs {
+				if err := flush(uint64(start)*pageSize, start, count); err != nil {
+					return err
+				}
+				start, count = i, 0
+			}
+			remote = append(remote, unix.RemoteIovec{Base: uintptr(a), Len: int(pageSize)})
+		}
+		count++
+	}
+	return flush(uint64(start)*pageSize, start, count)
+}

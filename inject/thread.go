@@ -17,6 +17,9 @@ type Thread struct {
 	// pending holds signals the thread stopped for while being frozen; they
 	// are delivered again when the thread is released.
 	pending []unix.Signal
+	// Held are the siginfos of those signals (128 bytes each), for an
+	// image: a task that is killed after its checkpoint must not lose them.
+	Held [][]byte
 }
 
 // Thread returns a handle for tid, traced (or to be traced) by t.
@@ -56,6 +59,10 @@ func (th *Thread) Freeze() error {
 				// A signal-delivery stop: hold the signal back (it is
 				// suppressed now) and deliver it at release.
 				th.pending = append(th.pending, ws.StopSignal())
+				si := make([]byte, siginfoSize)
+				if err := ptrace(unix.PTRACE_GETSIGINFO, th.TID, 0, uintptr(unsafe.Pointer(&si[0]))); err == nil {
+					th.Held = append(th.Held, si)
+				}
 				if err := ptrace(unix.PTRACE_CONT, th.TID, 0, 0); err != nil {
 					return fmt.Errorf("continue %d while freezing: %w", th.TID, err)
 				}
@@ -83,7 +90,7 @@ func (th *Thread) Release() error {
 				_ = unix.Tgkill(unix.Getpid(), th.TID, s) // best effort: the thread may be gone
 			}
 		}
-		th.pending = nil
+		th.pending, th.Held = nil, nil
 		return nil
 	})
 }

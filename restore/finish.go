@@ -85,7 +85,15 @@ func (p *Process) finish() error {
 		}
 	}
 	for _, it := range t.Itimers {
-		ptr, err := p.writeScratch(arch.EncodeITimerval(a, it.IntervalNs, it.ValueNs))
+		value := it.ValueNs
+		if value == 0 && it.IntervalNs != 0 {
+			// A periodic timer whose signal is pending and not yet
+			// dequeued reads as value 0 (the kernel rearms it at
+			// dequeue); setitimer would take 0 as "disarm". Fire it at
+			// once instead: the pending signal is one signal either way.
+			value = 1000
+		}
+		ptr, err := p.writeScratch(arch.EncodeITimerval(a, it.IntervalNs, value))
 		if err != nil {
 			return err
 		}
@@ -99,6 +107,12 @@ func (p *Process) finish() error {
 		}
 	}
 	th := t.Threads[0]
+	if err := p.queueSignals(t.SharedPending, 0); err != nil {
+		return err
+	}
+	if err := p.queueSignals(th.Pending, int(th.Tid)); err != nil {
+		return err
+	}
 	if err := p.threadState(th); err != nil {
 		return fmt.Errorf("thread %d: %w", th.Tid, err)
 	}
@@ -431,5 +445,31 @@ func (p *Process) Resume() error {
 	}
 	p.done = true
 	p.tracer.Close()
+	return nil
+}
+
+// queueSignals queues pending signals again, with their siginfo, from inside
+// the task (a process may queue any siginfo to itself). tid 0 queues to the
+// process, otherwise to that thread. Every signal is blocked while we
+// inject, so they wait for the resume.
+func (p *Process) queueSignals(sigs []*image.SigInfo, tid int) error {
+	sc := p.sc()
+	for _, s := range sigs {
+		if len(s.Raw) != 128 || s.Signo <= 0 || s.Signo > 64 {
+			return fmt.Errorf("%w: pending signal %d", ErrBadImage, s.Signo)
+		}
+		ptr, err := p.writeScratch(s.Raw)
+		if err != nil {
+			return err
+		}
+		if tid == 0 {
+			_, err = p.call("rt_sigqueueinfo", sc.RtSigqueueinfo, uint64(p.PID), uint64(s.Signo), ptr)
+		} else {
+			_, err = p.call("rt_tgsigqueueinfo", sc.RtTgsigqueueinfo, uint64(p.PID), uint64(p.PID), uint64(s.Signo), ptr)
+		}
+		if err != nil {
+			return fmt.Errorf("queue signal %d: %w", s.Signo, err)
+		}
+	}
 	return nil
 }

@@ -1,0 +1,226 @@
+package engine_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/migrated/migrated/checkpoint"
+	"github.com/migrated/migrated/e2e/workload"
+	"github.com/migrated/migrated/image"
+	"github.com/migrated/migrated/restore"
+)
+
+// move checkpoints pid into memory (killing it), restores it and resumes
+// it; it returns the restored PID.
+func move(t *testing.T, p *workload.Proc, pid int) int {
+	t.Helper()
+	var img bytes.Buffer
+	task, st, err := checkpoint.Dump(pid, &img, checkpoint.DumpOptions{})
+	if err != nil {
+		t.Fatalf("checkpoint %d: %v", pid, err)
+	}
+	if err := p.Reap(10 * time.Second); err != nil {
+		t.Fatalf("reap original %d: %v", pid, err)
+	}
+	t.Logf("checkpoint: %d VMAs, %d pages, %d image bytes, frozen %v", len(task.Vmas), st.Pages, st.ImageBytes, st.Frozen.Round(time.Millisecond))
+	start := time.Now()
+	proc, rst, err := restore.FromImage(&img, restore.Options{})
+	if err != nil {
+		t.Fatalf("restore %d: %v", pid, err)
+	}
+	if err := proc.Resume(); err != nil {
+		t.Fatalf("resume %d: %v", pid, err)
+	}
+	t.Logf("restore: %d pages in %v", rst.Pages, time.Since(start).Round(time.Millisecond))
+	if proc.PID != pid {
+		t.Fatalf("restored as pid %d, want %d", proc.PID, pid)
+	}
+	return proc.PID
+}
+
+func TestCheckpointRestore(t *testing.T) {
+	needRoot(t)
+	set := workload.Build(t)
+	cases := []struct {
+		name, workload string
+		args           []string
+		kick           bool // send SIGUSR1 after the restore (pause mode)
+	}{
+		{"busy-dynamic", "simple", []string{"--mode=busy"}, false},
+		{"busy-static", "simple-static", []string{"--mode=busy"}, false},
+		{"nanosleep", "simple", []string{"--mode=nanosleep"}, false},
+		{"pause", "simple", []string{"--mode=pause"}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := set.Start(t, c.workload, workload.Opts{Args: c.args})
+			pid, err := p.WaitReady()
+			if err != nil {
+				t.Fatal(err)
+			}
+			stopKick := make(chan struct{})
+			kicking := func(pid int) {
+				for {
+					select {
+					case <-stopKick:
+						return
+					case <-time.After(20 * time.Millisecond):
+						_ = p.Signal(pid, syscall.SIGUSR1)
+					}
+				}
+			}
+			if c.kick {
+				go kicking(pid)
+			}
+			if err := p.WaitProgress(3, 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if c.kick {
+				stopKick <- struct{}{}
+			}
+			before, _ := p.Progress()
+			newPid := move(t, p, pid)
+			if c.kick {
+				go kicking(newPid)
+				defer close(stopKick)
+			}
+			if err := p.WaitProgress(before+3, 20*time.Second); err != nil {
+				t.Fatalf("no progress after the restore: %v\n%s", err, p.Output())
+			}
+			res, err := p.Finish(newPid)
+			if err != nil {
+				t.Fatalf("finish: %v\n%s", err, p.Output())
+			}
+			if !res.Passed() {
+				t.Fatalf("self-check after the restore: %s\n%s", res.Status, p.Output())
+			}
+		})
+	}
+}
+
+// A task holding an fd the engine cannot carry is refused before it is
+// frozen, with every such fd named, and keeps running untouched.
+func TestUnsupportedFdRefusedBeforeFreeze(t *testing.T) {
+	needRoot(t)
+	set := workload.Build(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	p := set.Start(t, "simple", workload.Opts{Args: []string{"--mode=busy"}, Wrap: func(cmd *exec.Cmd) error {
+		cmd.ExtraFiles = []*os.File{r, w}
+		return nil
+	}})
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var img bytes.Buffer
+	_, _, err = checkpoint.Dump(pid, &img, checkpoint.DumpOptions{})
+	var ue *checkpoint.UnsupportedError
+	if !errors.As(err, &ue) || len(ue.Fds) != 2 {
+		t.Fatalf("want an UnsupportedError naming 2 pipe fds, got %v", err)
+	}
+	for _, f := range ue.Fds {
+		if f.Kind != image.FdKind_FD_PIPE {
+			t.Errorf("fd %d: kind %v, want pipe", f.Fd, f.Kind)
+		}
+	}
+	if img.Len() != 0 {
+		t.Errorf("an image was written (%d bytes)", img.Len())
+	}
+	// Never stopped: /proc says it is not traced, and it finishes clean.
+	st, _ := os.ReadFile("/proc/" + itoa(pid) + "/status")
+	if !bytes.Contains(st, []byte("TracerPid:\t0\n")) {
+		t.Errorf("task is traced after the refusal")
+	}
+	before, _ := p.Progress()
+	if err := p.WaitProgress(before+3, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Finish(pid)
+	if err != nil || !res.Passed() {
+		t.Fatalf("after the refusal: %v %v", err, res.Status)
+	}
+	t.Logf("refusal: %v", ue)
+}
+
+// A restore refused for a taken PID leaves the original alone; a restore
+// that fails half-way (a file the task holds open changed) leaves nothing
+// behind, and the same image restores once the file is back.
+func TestFailedRestoreLeavesNothing(t *testing.T) {
+	needRoot(t)
+	set := workload.Build(t)
+	p := set.Start(t, "simple", workload.Opts{Args: []string{"--mode=busy"}})
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var img bytes.Buffer
+	if _, _, err := checkpoint.Dump(pid, &img, checkpoint.DumpOptions{LeaveRunning: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err = restore.FromImage(bytes.NewReader(img.Bytes()), restore.Options{}); !errors.Is(err, restore.ErrPIDTaken) {
+		t.Fatalf("restore while the original runs: %v, want ErrPIDTaken", err)
+	}
+	before, _ := p.Progress()
+	if err := p.WaitProgress(before+2, 10*time.Second); err != nil {
+		t.Fatalf("original stopped after the refused restore: %v", err)
+	}
+
+	img.Reset()
+	if _, _, err := checkpoint.Dump(pid, &img, checkpoint.DumpOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Reap(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	log := p.Dir + "/progress.log"
+	st, err := os.Stat(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(log, st.ModTime(), st.ModTime().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = restore.FromImage(bytes.NewReader(img.Bytes()), restore.Options{})
+	if !errors.Is(err, restore.ErrFileChanged) {
+		t.Fatalf("restore with a changed file: %v, want ErrFileChanged", err)
+	}
+	if _, err := os.Stat("/proc/" + itoa(pid)); err == nil {
+		t.Fatalf("pid %d exists after a failed restore", pid)
+	}
+	if left := p.Pids(); len(left) != 0 {
+		t.Fatalf("processes of the workload left behind: %v", left)
+	}
+	if err := os.Chtimes(log, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	proc, _, err := restore.FromImage(bytes.NewReader(img.Bytes()), restore.Options{})
+	if err != nil {
+		t.Fatalf("restore with the file back: %v", err)
+	}
+	if err := proc.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Finish(proc.PID)
+	if err != nil || !res.Passed() {
+		t.Fatalf("after the restore: %v %v", err, res.Status)
+	}
+}
+
+func itoa(n int) string { return string(appendInt(nil, n)) }
+
+func appendInt(b []byte, n int) []byte {
+	if n >= 10 {
+		b = appendInt(b, n/10)
+	}
+	return append(b, byte('0'+n%10))
+}
