@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -103,13 +104,18 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 		c.Close()
 		return nil, fmt.Errorf("nshost: socket directory: %w", err)
 	}
+	// The inits start side by side: each takes tens of milliseconds.
+	c.Hosts = make([]*Host, cfg.Hosts)
+	errs := make([]error, cfg.Hosts)
+	var wg sync.WaitGroup
 	for i := range cfg.Hosts {
-		h, err := c.startHost(ctx, i, cfg.StartTimeout)
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		c.Hosts = append(c.Hosts, h)
+		wg.Go(func() { c.Hosts[i], errs[i] = c.startHost(ctx, i, cfg.StartTimeout) })
+	}
+	wg.Wait()
+	c.Hosts = slices.DeleteFunc(c.Hosts, func(h *Host) bool { return h == nil })
+	if err := errors.Join(errs...); err != nil {
+		c.Close()
+		return nil, err
 	}
 	if err := c.wire(ctx); err != nil {
 		c.Close()
@@ -138,6 +144,9 @@ func (c *Cluster) Host(name string) *Host {
 func (c *Cluster) Dir() string { return c.dir }
 
 func hostAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 0, byte(i + 1)}) }
+
+// linkIndex is the interface index, inside host i, of its link to host j.
+func linkIndex(i, j int) int { return 10 + i*MaxHosts + j }
 
 // linkName is the name, inside host from, of its link to host to.
 func linkName(to *Host) string { return "to-" + to.Name }
@@ -215,11 +224,16 @@ func (c *Cluster) startHost(ctx context.Context, i int, timeout time.Duration) (
 // namespaces, and gives each end the host's address with the peer's address
 // as the other side of a point-to-point link.
 func (c *Cluster) wire(ctx context.Context) error {
+	// Each end gets its own interface index: the kernel activates a veth
+	// at once only when its index differs from its peer's (otherwise
+	// linkwatch delays it by a second), and in fresh namespaces both ends
+	// would otherwise be index 2.
 	var links strings.Builder
 	for i, a := range c.Hosts {
-		for _, b := range c.Hosts[i+1:] {
-			fmt.Fprintf(&links, "link add name %s netns %s type veth peer name %s netns %s\n",
-				linkName(b), a.NetNS, linkName(a), b.NetNS)
+		for j, b := range c.Hosts[i+1:] {
+			j += i + 1
+			fmt.Fprintf(&links, "link add name %s index %d netns %s type veth peer name %s index %d netns %s\n",
+				linkName(b), linkIndex(i, j), a.NetNS, linkName(a), linkIndex(j, i), b.NetNS)
 		}
 	}
 	if err := runIP(ctx, links.String(), "-batch", "-"); err != nil {
@@ -288,6 +302,43 @@ func (c *Cluster) setLink(a, b *Host, state string) error {
 	for _, e := range [][2]*Host{{a, b}, {b, a}} {
 		if err := runIP(ctx, "", "-n", e[0].NetNS, "link", "set", linkName(e[1]), state); err != nil {
 			return fmt.Errorf("nshost: link %s-%s %s: %w", a.Name, b.Name, state, err)
+		}
+	}
+	return nil
+}
+
+// blackholeMAC is the neighbour address Partition gives each end for the
+// other: a locally administered unicast address no veth here has.
+const blackholeMAC = "02:00:00:00:de:ad"
+
+// Partition makes the link between a and b drop every packet, silently and
+// in both directions, while both ends stay up: as a failed switch would.
+// Senders see no error; connections time out. (This machine's kernel has no
+// netem and no iptables: each end's neighbour entry for the other is pinned
+// to an address nobody has, so the receiving veth discards every frame as
+// addressed to another host.)
+func (c *Cluster) Partition(a, b *Host) error {
+	return c.neigh(a, b, "replace", "lladdr", blackholeMAC, "nud", "permanent")
+}
+
+// Heal undoes Partition: the ends resolve each other again with ARP.
+func (c *Cluster) Heal(a, b *Host) error { return c.neigh(a, b, "del") }
+
+func (c *Cluster) neigh(a, b *Host, op string, args ...string) error {
+	if a == b || a == nil || b == nil {
+		return errors.New("nshost: a link joins two different hosts")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, e := range [][2]*Host{{a, b}, {b, a}} {
+		argv := append([]string{"-n", e[0].NetNS, "neigh", op, e[1].Addr.String()}, args...)
+		argv = append(argv, "dev", linkName(e[1]))
+		err := runIP(ctx, "", argv...)
+		if err != nil && op == "del" && strings.Contains(err.Error(), "No such file") {
+			err = nil // nothing resolved yet
+		}
+		if err != nil {
+			return fmt.Errorf("nshost: neighbour %s on %s: %w", e[1].Name, e[0].Name, err)
 		}
 	}
 	return nil

@@ -188,6 +188,9 @@ func (c *Cmd) Start() error {
 	}
 	p := &Process{PID: r.PID, pidfd: rfds[0]}
 	pids, err := pidfdNSpid(p.pidfd)
+	if err == nil {
+		_, err = conn.Write([]byte("ack")) // the init may reap it now
+	}
 	if err == nil && pids[len(pids)-1] != r.PID {
 		err = fmt.Errorf("nshost: host %s reports pid %d, the kernel %v", c.host.Name, r.PID, pids)
 	}

@@ -80,6 +80,24 @@ func (h *Host) StartDaemon(ctx context.Context, spec DaemonSpec) (*Daemon, error
 	return d, nil
 }
 
+// StartDaemons starts one daemon in every host, spec(h) saying what to run
+// in host h, for instance the migrated agent with the host's address and its
+// peers' as flags. On error the daemons already started are stopped.
+func (c *Cluster) StartDaemons(ctx context.Context, spec func(h *Host) DaemonSpec) ([]*Daemon, error) {
+	var ds []*Daemon
+	for _, h := range c.Hosts {
+		d, err := h.StartDaemon(ctx, spec(h))
+		if err != nil {
+			for _, d := range ds {
+				d.Stop(time.Second)
+			}
+			return nil, err
+		}
+		ds = append(ds, d)
+	}
+	return ds, nil
+}
+
 // Stop sends SIGTERM, then SIGKILL after grace, and waits. It returns how
 // the daemon ended: nil for status 0, *ExitError otherwise. Stop may be
 // called more than once.

@@ -44,8 +44,9 @@ func (h *Host) PIDs() ([]int, error) {
 	return allPIDs(h.Path("/proc"))
 }
 
-// HasPID reports whether a process (or a zombie) with this PID exists in
-// the host.
+// HasPID reports whether the PID number is in use in the host: by a
+// process, a zombie or a thread (a thread's TID is a PID too, and clone3
+// with set_tid cannot take it either).
 func (h *Host) HasPID(pid int) bool {
 	if !h.Alive() {
 		return false
@@ -106,6 +107,39 @@ func (h *Host) holdsPIDNS(rp int) (bool, error) {
 	}
 	unix.Close(fd)
 	return false, nil
+}
+
+// Signal sends sig to the process that is pid inside the host, whoever
+// started it. It goes through a descriptor of the host's /proc/PID, so it
+// cannot hit a process that took the PID after this one exited.
+func (h *Host) Signal(pid int, sig syscall.Signal) error {
+	if !h.Alive() {
+		return ErrHostDown
+	}
+	fd, err := unix.Open(h.Path(fmt.Sprintf("/proc/%d", pid)), unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("nshost: pid %d in host %s: %w", pid, h.Name, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
+		return fmt.Errorf("nshost: signal pid %d in host %s: %w", pid, h.Name, err)
+	}
+	return nil
+}
+
+// WaitGone waits until the PID number is free in the host (see HasPID), or
+// ctx ends.
+func (h *Host) WaitGone(ctx context.Context, pid int) error {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for h.HasPID(pid) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nshost: pid %d in host %s still there: %w", pid, h.Name, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 // Kill kills the host as a power cut would: its links go down, its init and

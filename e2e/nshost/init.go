@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -74,7 +75,15 @@ type initServer struct {
 
 	mu      sync.Mutex
 	waiters map[int]chan syscall.WaitStatus
+	// holds counts commands started but not yet acknowledged by the
+	// harness: until then nothing is reaped, so that the harness can read
+	// the command's PIDs from its pidfd even if it has already exited.
+	holds    int
+	released *sync.Cond
 }
+
+// ackTimeout bounds how long a command's "started" may hold the reaper.
+const ackTimeout = 5 * time.Second
 
 func setupInit(cfgJSON string) (*initServer, error) {
 	var cfg initConfig
@@ -108,6 +117,7 @@ func setupInit(cfgJSON string) (*initServer, error) {
 		sigchld: make(chan os.Signal, 1),
 		waiters: make(map[int]chan syscall.WaitStatus),
 	}
+	s.released = sync.NewCond(&s.mu)
 	signal.Notify(s.sigchld, syscall.SIGCHLD)
 	os.Remove(cfg.Socket)
 	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: cfg.Socket, Net: "unixpacket"})
@@ -122,26 +132,39 @@ func setupInit(cfgJSON string) (*initServer, error) {
 // the status of spawned commands to whoever waits for them.
 func (s *initServer) reap() {
 	for range s.sigchld {
-		for {
-			var ws syscall.WaitStatus
-			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-			if err == syscall.EINTR {
-				continue
-			}
-			if pid <= 0 || err != nil {
-				break
-			}
-			// spawn holds mu from fork to registration, so a command
-			// reaped before it was registered is found here.
-			s.mu.Lock()
-			ch := s.waiters[pid]
-			delete(s.waiters, pid)
-			s.mu.Unlock()
-			if ch != nil {
-				ch <- ws
-			}
+		for s.reapOne() {
 		}
 	}
+}
+
+// reapOne reaps one child if one has exited. It runs under mu, which spawn
+// holds from fork to registration, and waits while commands are on hold.
+func (s *initServer) reapOne() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.holds > 0 {
+		s.released.Wait()
+	}
+	var ws syscall.WaitStatus
+	pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+	if err == syscall.EINTR {
+		return true
+	}
+	if pid <= 0 || err != nil {
+		return false
+	}
+	if ch := s.waiters[pid]; ch != nil {
+		delete(s.waiters, pid)
+		ch <- ws // buffered
+	}
+	return true
+}
+
+func (s *initServer) release() {
+	s.mu.Lock()
+	s.holds--
+	s.released.Broadcast()
+	s.mu.Unlock()
 }
 
 func (s *initServer) serve() {
@@ -191,6 +214,15 @@ func (s *initServer) handle(c *net.UnixConn) {
 	}
 	send(reply{Kind: replyStarted, PID: pid}, unix.UnixRights(pidfd))
 	syscall.Close(pidfd)
+	// Any datagram, or the end of the connection, is the acknowledgement.
+	c.SetReadDeadline(time.Now().Add(ackTimeout))
+	c.Read(buf)
+	c.SetReadDeadline(time.Time{})
+	s.release()
+	select {
+	case s.sigchld <- syscall.SIGCHLD: // reap what exited meanwhile
+	default: // a reaping pass is already due
+	}
 	ws := <-done
 	send(reply{Kind: replyExit, Status: uint32(ws)}, nil)
 }
@@ -213,9 +245,11 @@ func (s *initServer) spawn(req *spawnRequest, fds []int) (pid, pidfd int, done c
 	if err != nil {
 		return 0, -1, nil, err
 	}
+	s.holds++ // released by handle once the harness acknowledges
 	if pidfd < 0 {
 		// Cannot happen on kernels with CLONE_PIDFD (5.2+); kill rather
 		// than leave a command nobody can signal.
+		s.holds--
 		syscall.Kill(pid, syscall.SIGKILL)
 		return 0, -1, nil, errors.New("no pidfd for the new process")
 	}

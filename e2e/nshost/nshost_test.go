@@ -54,13 +54,19 @@ func startEchoServers(t *testing.T, ctx context.Context, c *nshost.Cluster) {
 	t.Helper()
 	for _, h := range c.Hosts {
 		d := startHelper(t, ctx, h, "echo-server", "", fmt.Sprintf("%s:%d", h.Addr, echoPort))
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(readFile(d.Log), "ready") {
-			if time.Now().After(deadline) || d.Exited() {
-				t.Fatalf("echo server in %s not ready: %s", h.Name, readFile(d.Log))
-			}
-			time.Sleep(5 * time.Millisecond)
+		waitLog(t, d, "ready")
+	}
+}
+
+// waitLog waits until the daemon's log holds s.
+func waitLog(t *testing.T, d *nshost.Daemon, s string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(readFile(d.Log), s) {
+		if time.Now().After(deadline) || d.Exited() {
+			t.Fatalf("%s in host %s: no %q in its log: %q", d.Path, d.Host.Name, s, readFile(d.Log))
 		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -387,9 +393,8 @@ func TestDaemon(t *testing.T) {
 	a, b := c.Hosts[0], c.Hosts[1]
 	const sock = "/run/nshost-test/helper.sock"
 	d := startHelper(t, ctx, a, "unix-listen", sock, sock)
-	if !strings.Contains(readFile(d.Log), "listening on "+sock) {
-		t.Errorf("log %s: %q", d.Log, readFile(d.Log))
-	}
+	// The socket accepts before the helper has logged that it does.
+	waitLog(t, d, "listening on "+sock)
 	// The socket is in a's /run only.
 	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancelShort()
@@ -522,6 +527,115 @@ func TestRemoveStale(t *testing.T) {
 	for _, h := range append(live.Hosts, other.Hosts...) {
 		if err := h.Command(ctx, "true").Run(); err != nil {
 			t.Errorf("host %s (%s) after another run started: %v", h.Name, h.NetNS, err)
+		}
+	}
+}
+
+func TestPartitionHeal(t *testing.T) {
+	c := nshost.NewForTest(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	startEchoServers(t, ctx, c)
+	a, b, x := c.Hosts[0], c.Hosts[1], c.Hosts[2]
+	// Resolve the neighbours first: Partition must also cut a link that
+	// already carried traffic.
+	if err := echo(ctx, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Partition(a, b); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		from, to *nshost.Host
+		reach    bool
+	}{
+		{a, b, false}, {b, a, false}, {a, x, true}, {x, b, true},
+	} {
+		err := echo(ctx, tc.from, tc.to)
+		if (err == nil) != tc.reach {
+			t.Errorf("a-b partitioned: %s -> %s: reachable=%v, want %v (%v)", tc.from.Name, tc.to.Name, err == nil, tc.reach, err)
+		}
+		// A partition is silence, not an error from the sender's kernel.
+		if err != nil && !strings.Contains(err.Error(), "timeout") {
+			t.Errorf("%s -> %s: %v, want a timeout", tc.from.Name, tc.to.Name, err)
+		}
+	}
+	if err := c.Heal(a, b); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		errAB, errBA := echo(ctx, a, b), echo(ctx, b, a)
+		if errAB == nil && errBA == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("healed, still unreachable: %v; %v", errAB, errBA)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestSignalByInnerPID(t *testing.T) {
+	c := nshost.NewForTest(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, b := c.Hosts[0], c.Hosts[1]
+	// A process the harness did not start: a child of a shell in host a.
+	sh := a.Command(ctx, "sh", "-c", "sleep 60 & echo $!; wait")
+	pid, err := strconv.Atoi(startLine(t, sh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Process.Kill(); sh.Wait() })
+	if !b.HasPID(pid) {
+		if err := b.Signal(pid, syscall.SIGKILL); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("signal in host b to host a's pid %d: %v, want not exist", pid, err)
+		}
+	}
+	if !a.HasPID(pid) {
+		t.Fatalf("host a lost pid %d to a signal sent in host b", pid)
+	}
+	if err := a.Signal(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WaitGone(ctx, pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Wait(); err != nil {
+		t.Errorf("the shell: %v", err)
+	}
+	if err := a.Signal(pid, syscall.SIGKILL); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("signal to a gone pid: %v, want not exist", err)
+	}
+}
+
+func TestStartDaemons(t *testing.T) {
+	c := nshost.NewForTest(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const sock = "/run/agent/agent.sock"
+	logs := t.TempDir()
+	ds, err := c.StartDaemons(ctx, func(h *nshost.Host) nshost.DaemonSpec {
+		return nshost.DaemonSpec{
+			Name: "agent", Path: testBinary(t), Args: []string{sock},
+			Env:    append(os.Environ(), "NSHOST_TEST_HELPER=unix-listen"),
+			LogDir: logs, Socket: sock,
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range ds {
+		h := c.Hosts[i]
+		if d.Host != h || d.Log != filepath.Join(logs, h.Name+"-agent.log") {
+			t.Errorf("daemon %d: host %s, log %s", i, d.Host.Name, d.Log)
+		}
+		if err := h.WaitSocket(ctx, sock); err != nil {
+			t.Errorf("socket in host %s: %v", h.Name, err)
+		}
+		if err := d.Stop(5 * time.Second); err != nil {
+			t.Errorf("stop in host %s: %v", h.Name, err)
 		}
 	}
 }

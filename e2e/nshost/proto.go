@@ -13,9 +13,13 @@ import (
 //	harness -> init  spawnRequest (JSON), with SCM_RIGHTS: stdin, stdout, stderr
 //	init -> harness  reply{Kind: "started", PID}, with SCM_RIGHTS: a pidfd
 //	                 or reply{Kind: "error", Error}
+//	harness -> init  any datagram: the acknowledgement
 //	init -> harness  reply{Kind: "exit", Status} when the command has been reaped
 //
-// Every message is one datagram of at most maxMessage bytes.
+// Every message is one datagram of at most maxMessage bytes. Between
+// "started" and the acknowledgement (or the end of the connection, or
+// ackTimeout) the init reaps nothing, so the pidfd still names a process
+// whose PIDs the harness can read, even if the command has already exited.
 
 const (
 	maxMessage = 256 << 10
