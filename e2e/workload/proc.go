@@ -122,6 +122,7 @@ func (s *Set) Start(t testing.TB, name string, opts Opts) *Proc {
 			t.Fatalf("wrap %s: %v", name, err)
 		}
 	}
+	closeInheritedOnExec()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -132,6 +133,24 @@ func (s *Set) Start(t testing.TB, name string, opts Opts) *Proc {
 		t.Fatalf("release %s: %v", name, err)
 	}
 	return p
+}
+
+// closeInheritedOnExec marks every fd above stderr of the test process
+// close-on-exec. Go opens its own files that way, but it does not close
+// descriptors the test process inherited (a CI runner's or a shell's pipe,
+// say), and a workload holding one would be refused by the engine. Files
+// meant for the workload go through cmd.ExtraFiles, which are duplicated
+// into the child regardless.
+func closeInheritedOnExec() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
 }
 
 func (p *Proc) path(name string) string { return filepath.Join(p.Dir, name) }

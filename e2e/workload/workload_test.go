@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -171,6 +173,9 @@ func runOne(t *testing.T, s *Set, r run, corrupt bool) {
 	if pid != p.Pid {
 		t.Fatalf("ready says pid %d, started pid %d", pid, p.Pid)
 	}
+	if err := checkFds(pid, r.name == "gowork"); err != nil {
+		t.Fatal(err)
+	}
 	if r.poke == nil {
 		if err := p.WaitProgress(3, 30*time.Second); err != nil {
 			t.Fatal(err)
@@ -205,6 +210,37 @@ func runOne(t *testing.T, s *Set, r run, corrupt bool) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// checkFds holds every workload to what the engine can carry (issue 2):
+// regular files, directories, /dev/null and /dev/zero; the Go runtime may
+// add its epoll and eventfd descriptors.
+func checkFds(pid int, goRuntime bool) error {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		link, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil {
+			return err
+		}
+		if link == "/dev/null" || link == "/dev/zero" {
+			continue
+		}
+		if goRuntime && (link == "anon_inode:[eventpoll]" || link == "anon_inode:[eventfd]") {
+			continue
+		}
+		st, err := os.Stat(dir + "/" + e.Name())
+		if err != nil {
+			return err
+		}
+		if !st.Mode().IsRegular() && !st.IsDir() {
+			return fmt.Errorf("fd %s is %s (%v): not a kind the engine carries", e.Name(), link, st.Mode().Type())
+		}
+	}
+	return nil
 }
 
 func testName(r run) string {
@@ -263,5 +299,78 @@ func TestUnknownAndUnavailable(t *testing.T) {
 			}
 			t.Logf("%s: unavailable: %s", n, why)
 		}
+	}
+}
+
+// TestOtherUID runs a workload as another uid: its work directory is given
+// to that uid and the workload passes its check as that uid.
+func TestOtherUID(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start a process as another uid")
+	}
+	s := Build(t)
+	const uid, gid = 65534, 65534
+	p := s.Start(t, "threads", Opts{Cred: &syscall.Credential{Uid: uid, Gid: gid}})
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(st), fmt.Sprintf("\nUid:\t%d\t%d\t%d\t%d\n", uid, uid, uid, uid)) {
+		t.Fatalf("workload does not run as uid %d:\n%s", uid, st)
+	}
+	if err := p.WaitProgress(3, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Finish(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Passed() {
+		t.Fatalf("%s\n%s", res.Status, p.Output())
+	}
+}
+
+// TestWrapNewPIDNamespace starts a workload in a new PID namespace through
+// the Wrap hook, as the e2e harness does: it reports pid 1 in DIR/ready,
+// Pids finds it by its marker, and it finishes when signalled by the pid
+// the test sees.
+func TestWrapNewPIDNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for CLONE_NEWPID")
+	}
+	s := Build(t)
+	p := s.Start(t, "simple", Opts{
+		Args: []string{"--mode=nanosleep"},
+		Wrap: func(cmd *exec.Cmd) error {
+			cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWPID
+			return nil
+		},
+	})
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid != 1 {
+		t.Fatalf("in a new PID namespace the workload says it is pid %d, want 1", pid)
+	}
+	if got := p.Pids(); len(got) != 1 || got[0] != p.Pid {
+		t.Fatalf("Pids() = %v, want [%d]", got, p.Pid)
+	}
+	if err := p.WaitProgress(3, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Finish(p.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Passed() {
+		t.Fatalf("%s\n%s", res.Status, p.Output())
+	}
+	if res.Fields["pid"] != "1" {
+		t.Fatalf("result pid=%s, want 1", res.Fields["pid"])
 	}
 }
