@@ -220,6 +220,8 @@ var decideCases = []decideCase{
 		h: hostP9BE(), kind: image.Verdict_REJECT, codes: []string{ReasonRegsetUnsupported}, words: []string{"compat regset view"}},
 	{name: "regset: unknown name", m: with(taskAMD64(), func(m *image.Manifest) { m.Regsets = append(m.Regsets, "zmm-future") }),
 		h: hostAMD64(), kind: image.Verdict_REJECT, codes: []string{ReasonRegsetUnsupported}, words: []string{"zmm-future"}},
+	{name: "regset: the arch package's names for the base sets", m: with(taskAMD64(), func(m *image.Manifest) { m.Regsets = []string{"gpr", "fpr", "xstate"} }),
+		h: hostAMD64(), kind: image.Verdict_ACCEPT},
 	{name: "regset: x86 watchpoints", m: with(taskAMD64(), func(m *image.Manifest) { m.Capabilities |= bit(image.Cap_CAP_WATCHPOINT) }),
 		h: hostAMD64(), kind: image.Verdict_REJECT, codes: []string{ReasonRegsetUnsupported}, words: []string{"watchpoints"}},
 	{name: "xstate: AVX-512 task to AVX2 host", m: with(taskAMD64(), func(m *image.Manifest) { m.XstateFeatures = xcr0AVX512 }),
@@ -499,5 +501,28 @@ func TestReasonExamples(t *testing.T) {
 		for m := range said {
 			t.Log(m)
 		}
+	}
+}
+
+// BenchmarkDecide: the rebalancer runs Decide for every task and candidate
+// node, so its cost matters: an accept (every rule passes) and a reject
+// with several reasons, side by side.
+func BenchmarkDecide(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		m    *image.Manifest
+		h    *HostCaps
+	}{
+		{"accept-amd64", taskAMD64(), hostAMD64()},
+		{"translate-i386", taskI386(), hostAMD64()},
+		{"reject-ppc32-to-ppc64le", taskPPC32(), hostP9LE()},
+		{"reject-power10-to-power9", taskP10LE(), hostP9LE()},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Decide(bc.m, bc.h)
+			}
+		})
 	}
 }

@@ -75,15 +75,25 @@ var regsetNames = map[uint32]string{
 // image, or "" for a note type this build does not know.
 func RegsetName(nt uint32) string { return regsetNames[nt] }
 
-// knownRegsetName reports whether name is one RegsetName can return.
-func knownRegsetName(name string) bool {
+// regsetAliases are other names in use for the same sets: the arch package
+// calls NT_PRSTATUS "gpr" and NT_PRFPREG "fpr".
+var regsetAliases = map[string]string{"gpr": RegsetPRStatus, "fpr": RegsetFPRegs}
+
+// knownRegsetNames is every name RegsetName returns, and the aliases.
+var knownRegsetNames = func() map[string]bool {
+	known := map[string]bool{}
 	for _, n := range regsetNames {
-		if n == name {
-			return true
-		}
+		known[n] = true
 	}
-	return false
-}
+	for a := range regsetAliases {
+		known[a] = true
+	}
+	return known
+}()
+
+// knownRegsetName reports whether name is one RegsetName can return, or an
+// alias of one.
+func knownRegsetName(name string) bool { return knownRegsetNames[name] }
 
 func isTMNote(nt uint32) bool { return nt >= unix.NT_PPC_TM_CGPR && nt <= unix.NT_PPC_TM_CDSCR }
 

@@ -5,11 +5,13 @@ package compat
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -305,5 +307,81 @@ func TestCaptureAMD64Capabilities(t *testing.T) {
 		Capabilities: caps, XstateFeatures: xcr0, Tids: []int32{int32(f.pid)}}
 	if v := Decide(m, h); v.GetKind() != image.Verdict_ACCEPT {
 		t.Errorf("same-host move: %s", NewReport(v))
+	}
+}
+
+// TestNewManifestLive builds the manifest of a real frozen 64-bit task from
+// what the checkpoint code reads (auxv, register sets, the vDSO bytes) and
+// decides it against this host as Probe sees it: a task moving between two
+// hosts like this one is accepted.
+func TestNewManifestLive(t *testing.T) {
+	h, notes, err := ProbeWithNotes()
+	if err != nil {
+		t.Skipf("probe this host: %v (%v)", err, notes)
+	}
+	f := startFrozen(t, "/bin/sleep", "30")
+	proc := "/proc/" + strconv.Itoa(f.pid)
+	auxv, err := os.ReadFile(proc + "/auxv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps, err := os.ReadFile(proc + "/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := ParseMaps(maps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, size, layout, err := VDSOLayout(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := os.Open(proc + "/mem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	code := make([]byte, size)
+	if _, err := mem.ReadAt(code, int64(start)); err != nil {
+		t.Fatalf("read [vdso]: %v", err)
+	}
+	sum := sha256.Sum256(code)
+	task := &image.Task{
+		Header: &image.Header{FormatVersion: 1, Arch: image.Arch_ARCH_AMD64, Abi: image.ABI_ABI_SYSV_X86_64,
+			Vdso: &image.VDSOIdentity{Sha256: sum[:], VdsoSize: size, Layout: layout}},
+		Threads: []*image.Thread{{Tid: int32(f.pid), Regsets: []*image.Regset{
+			rs(unix.NT_PRSTATUS, f.getRegset(t, unix.NT_PRSTATUS)),
+			rs(unix.NT_PRFPREG, f.getRegset(t, unix.NT_PRFPREG)),
+			rs(unix.NT_X86_XSTATE, f.getRegset(t, unix.NT_X86_XSTATE)),
+		}}},
+		Mm: &image.MM{Auxv: auxv},
+	}
+	m, err := NewManifest(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.GetHwcap() != h.HWCap || m.GetHwcap2() != h.HWCap2 || m.GetHeader().GetPageSize() != h.PageSize {
+		t.Errorf("task hwcap %#x/%#x page %d, host %#x/%#x page %d: a task started here sees the host's",
+			m.GetHwcap(), m.GetHwcap2(), m.GetHeader().GetPageSize(), h.HWCap, h.HWCap2, h.PageSize)
+	}
+	if m.GetXstateFeatures() != h.XStateFeatures {
+		t.Errorf("task XCR0 %#x, host XCR0 %#x", m.GetXstateFeatures(), h.XStateFeatures)
+	}
+	if v := Decide(m, h); v.GetKind() != image.Verdict_ACCEPT {
+		t.Errorf("a task of this host toward this host:\n%s", NewReport(v))
+	}
+	// The same task toward this host as it would be without IA32
+	// emulation, set_tid or AVX-512 (a test override narrows HostCaps).
+	narrow := *h
+	narrow.XStateFeatures &^= XFeatureAVX512
+	narrow.Clone3SetTID = false
+	v := Decide(m, &narrow)
+	want := []string{ReasonPIDNamespace}
+	if h.XStateFeatures&XFeatureAVX512 != 0 {
+		want = append(want, ReasonXState)
+	}
+	if !slices.Equal(sorted(Codes(v)), sorted(want)) {
+		t.Errorf("narrowed host: %s, want %v", NewReport(v), want)
 	}
 }
