@@ -7,9 +7,10 @@
 // It owns:
 //   - HostCaps, what a host offers (hostcaps.go; probed by probe*.go);
 //   - the decision rules (decide.go) and the reason codes (reasons.go);
-//   - the capability manifest read from register sets (manifest.go:
-//     Capabilities, RegsetName) and the HWCAP/HWCAP2/XSAVE bit tables with
-//     their kernel names (manifest_hwcap.go);
+//   - the capability manifest: NewManifest derives it from a captured Task
+//     (manifest_task.go), Capabilities reads what a thread uses from its
+//     register sets (manifest.go, with RegsetName), and the HWCAP/HWCAP2/
+//     XSAVE bit tables carry the kernel's names (manifest_hwcap.go);
 //   - the 32<->64-bit translation: a 32-bit task's register sets as a
 //     64-bit tracer sees them (translate_regs.go) and the compat layouts of
 //     the structs restore injects into a 32-bit task (translate_compat.go).

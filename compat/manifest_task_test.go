@@ -140,3 +140,30 @@ func TestNewManifestErrors(t *testing.T) {
 		})
 	}
 }
+
+// FuzzNewManifest: a Task arrives from a peer (the final state before
+// Prepared); whatever its bytes, NewManifest answers or errs without a
+// panic, and Decide takes whatever it answers.
+func FuzzNewManifest(f *testing.F) {
+	for _, task := range []*image.Task{i386Task(), ppcTask(image.Arch_ARCH_PPC64LE, hwcap2Power10),
+		ppcTask(image.Arch_ARCH_PPC64, hwcap2Power9), ppcTask(image.Arch_ARCH_PPC32, hwcap2Power9)} {
+		b, err := proto.Marshal(task)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		task := &image.Task{}
+		if err := proto.Unmarshal(b, task); err != nil {
+			return
+		}
+		m, err := NewManifest(task)
+		if err != nil {
+			return
+		}
+		if v := Decide(m, hostP9BE()); v.GetKind() == image.Verdict_KIND_UNSPECIFIED {
+			t.Fatal("no verdict")
+		}
+	})
+}
