@@ -1,8 +1,8 @@
 package precopy
 
 import (
-	"os"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"

@@ -1,0 +1,237 @@
+package precopy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/migrated/migrated/checkpoint"
+	"github.com/migrated/migrated/image"
+	"github.com/migrated/migrated/inject"
+)
+
+// memSink is a destination in memory: it keeps the pages it was sent, by
+// address, and applies layouts the way the Layout contract says. rate, if
+// set, paces it to that many bytes per second (a link).
+type memSink struct {
+	pageSize uint64
+	pages    map[uint64][]byte // nil: zero page
+	vmas     []*image.VMA
+	rate     float64
+	layouts  []*Layout
+	stats    []RoundStats
+	// afterRound runs at the end of each round (to make the task change
+	// its layout during pre-copy).
+	afterRound func(round int)
+	sent       uint64
+}
+
+func newMemSink(pageSize uint64) *memSink {
+	return &memSink{pageSize: pageSize, pages: map[uint64][]byte{}}
+}
+
+func (m *memSink) Layout(l *Layout) error {
+	m.layouts = append(m.layouts, l)
+	for a := range m.pages {
+		covered := false
+		for _, v := range l.VMAs {
+			if a >= v.Start && a < v.End {
+				covered = true
+				break
+			}
+		}
+		if !covered || l.Fresh.Contains(a) {
+			delete(m.pages, a)
+		}
+	}
+	m.vmas = l.VMAs
+	return nil
+}
+
+func (m *memSink) Pages(round int, b *checkpoint.PageBatch, zero bool) error {
+	for j, i := range b.Indices {
+		a := b.VMA.Start + uint64(i)*m.pageSize
+		if zero {
+			m.pages[a] = nil
+			continue
+		}
+		m.pages[a] = bytes.Clone(b.Data[uint64(j)*m.pageSize : uint64(j+1)*m.pageSize])
+	}
+	n := uint64(len(b.Indices)) * m.pageSize
+	m.sent += n
+	if m.rate > 0 {
+		time.Sleep(time.Duration(float64(n) / m.rate * 1e9))
+	}
+	return nil
+}
+
+func (m *memSink) RoundDone(st *RoundStats) error {
+	m.stats = append(m.stats, *st)
+	if m.afterRound != nil {
+		m.afterRound(st.Round)
+	}
+	return nil
+}
+
+// compare checks the sink against the task's memory (the task frozen):
+// every page of every anonymous private VMA, and every page sent of the
+// other VMAs whose pages travel.
+func (m *memSink) compare(t *testing.T, pid int) (pages int) {
+	t.Helper()
+	vmas, err := checkpoint.VMAs(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vmas) != len(m.vmas) {
+		t.Errorf("sink has %d VMAs, the task %d", len(m.vmas), len(vmas))
+	}
+	buf := make([]byte, m.pageSize)
+	zero := make([]byte, m.pageSize)
+	bad := 0
+	for _, v := range vmas {
+		if !v.PagesTravel() {
+			continue
+		}
+		for a := v.Start; a < v.End; a += m.pageSize {
+			got, ok := m.pages[a]
+			if !zeroWhenAbsent(v.Kind) && !ok {
+				continue
+			}
+			if err := inject.ReadMemForce(pid, a, buf); err != nil {
+				t.Fatalf("read %#x of %d (%s): %v", a, pid, v.Path, err)
+			}
+			want := got
+			if want == nil {
+				want = zero
+			}
+			if !bytes.Equal(buf, want) {
+				if bad < 10 {
+					t.Errorf("page %#x (%s, sent %v): sink differs from the task", a, v.Path, ok)
+				}
+				bad++
+			}
+			pages++
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d pages differ", bad)
+	}
+	return pages
+}
+
+func availableKinds(t *testing.T) []Kind {
+	return []Kind{KindUFFD, KindSoftDirty, KindHash}
+}
+
+// TestRunConvergesAndFinalIsExact pre-copies a task that keeps dirtying
+// memory (and maps, unmaps and drops pages meanwhile), freezes it, sends
+// the final round, and checks that the sink then equals the task's memory.
+func TestRunConvergesAndFinalIsExact(t *testing.T) {
+	needRoot(t)
+	for _, kind := range availableKinds(t) {
+		t.Run(string(kind), func(t *testing.T) {
+			d := startDirtier(t, 4096, "mix") // 16 MiB with 4 KiB pages
+			if kind == KindSoftDirty {
+				if err := softDirtyProbe(); err != nil {
+					t.Skipf("soft-dirty cannot run on this kernel: %v", err)
+				}
+			}
+			d.do("spin 20")
+			sink := newMemSink(d.PageSize)
+			sink.rate = 200e6
+			var newMap uint64
+			sink.afterRound = func(round int) {
+				switch round {
+				case 0:
+					d.do("z 5")
+					d.do("z 6")
+					fmt.Sscanf(d.do("map 32"), "%x", &newMap)
+				case 1:
+					d.do("unmap %x 16", newMap)
+					d.do("k 9")
+				}
+			}
+			var progress []Progress
+			opts := Options{
+				Tracker:    kind,
+				Controller: ControllerConfig{DowntimeLimit: 5 * time.Millisecond, MaxRounds: 12},
+				Progress:   func(p Progress) { progress = append(progress, p) },
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			s, err := Run(ctx, d.PID, sink, opts)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			defer s.Close()
+			if s.Tracker() != kind {
+				t.Fatalf("tracker %s, want %s", s.Tracker(), kind)
+			}
+			dec := s.Decision()
+			t.Logf("%s: %d rounds, switch-over: %s, estimated downtime %v, sent %d MiB, bandwidth %.0f MB/s",
+				kind, len(s.Rounds()), dec.Reason, dec.EstimatedDowntime, s.SentBytes()>>20, s.Bandwidth()/1e6)
+			if dec.Action != SwitchOver {
+				t.Fatalf("Run returned without switching over: %+v", dec)
+			}
+			if len(s.Rounds()) < 2 {
+				t.Errorf("only %d rounds: the test wants the task to dirty pages during round 0", len(s.Rounds()))
+			}
+			if len(progress) == 0 {
+				t.Errorf("no progress reported")
+			}
+			f, err := checkpoint.Freeze(d.PID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := s.Final(ctx)
+			if err != nil {
+				f.Thaw()
+				t.Fatalf("Final: %v", err)
+			}
+			t.Logf("final round: %d pages, %d zero pages", st.Pages, st.ZeroPages)
+			n := sink.compare(t, d.PID)
+			if n < d.Pages {
+				t.Errorf("compared %d pages, fewer than the region's %d", n, d.Pages)
+			}
+			if err := f.Thaw(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			if ans := d.do("stop"); ans[:2] != "ok" {
+				t.Errorf("task after pre-copy: %q", ans)
+			}
+			if got := uwFlagged(t, d.PID); len(got) != 0 {
+				t.Errorf("after Close, VMAs still uffd-wp registered: %v", got)
+			}
+		})
+	}
+}
+
+// TestRunCanceled: a canceled pre-copy undoes everything.
+func TestRunCanceled(t *testing.T) {
+	needRoot(t)
+	d := startDirtier(t, 1024, "all")
+	before := fdsOf(t, d.PID)
+	ctx, cancel := context.WithCancel(context.Background())
+	sink := newMemSink(d.PageSize)
+	sink.afterRound = func(int) { cancel() }
+	d.do("spin 50")
+	_, err := Run(ctx, d.PID, sink, Options{Controller: ControllerConfig{DowntimeLimit: time.Nanosecond}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run after cancel: %v", err)
+	}
+	if got := uwFlagged(t, d.PID); len(got) != 0 {
+		t.Errorf("after a canceled Run, VMAs still uffd-wp registered: %v", got)
+	}
+	if got := fdsOf(t, d.PID); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("fds %v, before %v", got, before)
+	}
+	if ans := d.do("stop"); ans[:2] != "ok" {
+		t.Errorf("task after a canceled pre-copy: %q", ans)
+	}
+}
