@@ -287,11 +287,11 @@ func (g *Guest) hello(ctx context.Context) (string, error) {
 		attempt, cancel := context.WithTimeout(ctx, 3*time.Second)
 		out, err := g.Run(attempt, ctl.BuiltinHello)
 		cancel()
-		if err == nil {
+		if err == nil && strings.HasPrefix(string(out), "hello ") {
 			return strings.TrimSpace(string(out)), nil
 		}
 		if ctx.Err() != nil || errors.Is(err, ErrGuestExited) {
-			return "", fmt.Errorf("%s: no answer on the control channel: %w\n%s", g.Name, err, g.consoleTail())
+			return "", fmt.Errorf("%s: no answer on the control channel: %v, %w\n%s", g.Name, err, ctx.Err(), g.consoleTail())
 		}
 	}
 }

@@ -60,11 +60,12 @@ func TestPowerGuests(t *testing.T) {
 	tests := []struct {
 		arch   string
 		cpu    string
+		cpu1   string // guest 1's CPU when it differs
 		checks []guestCheck
 		// regdumps: name of the capture -> argv printing a dump; the tracee's
 		// PRSTATUS length and byte order.
 		regdumps []regdumpCase
-		auxv     map[string][]string // capture name -> argv printing auxv
+		auxv     map[string][]string // capture name prefix -> argv printing auxv, run in both guests
 		// no32 expects 32-bit programs to be refused by the kernel.
 		no32 bool
 	}{
@@ -75,8 +76,9 @@ func TestPowerGuests(t *testing.T) {
 				{"softdirty", []string{"/bin/powercheck", "softdirty"}},
 				{"pagesize", []string{"/bin/powercheck", "pagesize", "65536"}},
 			},
+			cpu1:     "POWER10",
 			regdumps: []regdumpCase{{"regs-ppc64le", []string{"/bin/powercheck", "regdump"}, 384, binary.LittleEndian, 8}},
-			auxv:     map[string][]string{"auxv-ppc64le-power9": {"/bin/powercheck", "auxv"}},
+			auxv:     map[string][]string{"auxv-ppc64le": {"/bin/powercheck", "auxv"}},
 			no32:     true,
 		},
 		{
@@ -94,8 +96,8 @@ func TestPowerGuests(t *testing.T) {
 				{"regs-ppc32", []string{"/bin/powercheck", "regdump", "/bin/powercheck32"}, 192, binary.BigEndian, 4},
 			},
 			auxv: map[string][]string{
-				"auxv-ppc64-power9": {"/bin/powercheck", "auxv"},
-				"auxv-ppc32-power9": {"/bin/powercheck32", "auxv"},
+				"auxv-ppc64": {"/bin/powercheck", "auxv"},
+				"auxv-ppc32": {"/bin/powercheck32", "auxv"},
 			},
 		},
 	}
@@ -117,7 +119,10 @@ func TestPowerGuests(t *testing.T) {
 			t.Logf("step cross-build C: %v", time.Since(begin).Round(time.Millisecond))
 
 			begin = time.Now()
-			pair, err := BootPair(ctx, PairConfig{Arch: tc.arch, CPU: tc.cpu, Files: files, WorkDir: work, Logf: t.Logf})
+			cfg := PairConfig{Arch: tc.arch, CPU: tc.cpu, Files: files, WorkDir: work, Logf: t.Logf}
+			cfg.Guests[1].CPU = tc.cpu1
+			cfg.Guests[0].Script = "# run by /init at boot\nboot-pagesize /bin/powercheck pagesize 65536\n"
+			pair, err := BootPair(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -159,6 +164,13 @@ func TestPowerGuests(t *testing.T) {
 			}
 			t.Logf("step in-guest checks: %v", time.Since(begin).Round(time.Millisecond))
 
+			wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+			if err := pair.Guests[0].WaitConsole(wctx, "RESULT boot-pagesize PASS"); err != nil {
+				t.Errorf("boot script: %v", err)
+			}
+			wcancel()
+			checkBackground(ctx, t, pair.Guests[1])
+
 			begin = time.Now()
 			checkTCP(ctx, t, pair, 4<<20)
 			t.Logf("step guest-to-guest TCP: %v", time.Since(begin).Round(time.Millisecond))
@@ -173,16 +185,19 @@ func TestPowerGuests(t *testing.T) {
 				rc.check(t, out)
 				saveCapture(t, work, rc.name+".txt", captureHeader(pair.Guests[0], rc.argv, out))
 			}
-			for name, argv := range tc.auxv {
-				out, err := pair.Run(ctx, 0, argv...)
-				if err != nil {
-					t.Errorf("%s: %v", name, err)
-					continue
+			for prefix, argv := range tc.auxv {
+				for _, g := range pair.Guests {
+					name := prefix + "-" + strings.ToLower(g.CPU)
+					out, err := g.Run(ctx, argv...)
+					if err != nil {
+						t.Errorf("%s: %v", name, err)
+						continue
+					}
+					if len(out) == 0 || len(out)%8 != 0 {
+						t.Errorf("%s: %d bytes of auxv", name, len(out))
+					}
+					saveCapture(t, work, name+".bin", out)
 				}
-				if len(out) == 0 || len(out)%8 != 0 {
-					t.Errorf("%s: %d bytes of auxv", name, len(out))
-				}
-				saveCapture(t, work, name+".bin", out)
 			}
 			t.Logf("step captures: %v", time.Since(begin).Round(time.Millisecond))
 		})
@@ -296,4 +311,37 @@ func checkTCP(ctx context.Context, t *testing.T, pair *Pair, n int) {
 	}
 	t.Logf("g0: %s", strings.TrimSpace(string(serveOut)))
 	t.Logf("g1: %s", strings.TrimSpace(string(sendOut)))
+}
+
+// checkBackground starts a process in the background, finds it in /proc,
+// kills it and checks /init reaped it.
+func checkBackground(ctx context.Context, t *testing.T, g *Guest) {
+	t.Helper()
+	pid, err := g.Start(ctx, "/tmp/sleep.log", "/bin/powercheck", "sleep", "600")
+	if err != nil {
+		t.Errorf("start in background: %v", err)
+		return
+	}
+	status, err := g.ReadFile(ctx, fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil || !strings.Contains(string(status), "powercheck") {
+		t.Errorf("background pid %d not found: %v\n%s", pid, err, status)
+		return
+	}
+	if err := g.Signal(ctx, pid, 9); err != nil {
+		t.Errorf("signal: %v", err)
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := g.ReadFile(ctx, fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			break // gone: killed and reaped
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("pid %d still in /proc 10 s after SIGKILL (not reaped?)", pid)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("%s: background pid %d started, found, killed and reaped", g.Name, pid)
 }

@@ -10,6 +10,7 @@
  *   powercheck regdump [EXE]     runs EXE (default: itself) as "regs-child" under ptrace and
  *                                dumps every register set at its trap, in hex
  *   powercheck regs-child        loads the known values (see regs_child) and traps
+ *   powercheck sleep SECONDS     sleeps (a process for the harness to find and signal)
  *
  * Every check prints "PASS <what>" or "FAIL <what>: <why>" and exits non-zero on failure.
  */
@@ -360,6 +361,10 @@ int main(int argc, char **argv)
 		return regdump(argc > 2 ? argv[2] : "/proc/self/exe");
 	if (!strcmp(cmd, "regs-child"))
 		regs_child();
+	if (!strcmp(cmd, "sleep") && argc > 2) {
+		sleep((unsigned)atoi(argv[2]));
+		return 0;
+	}
 	fprintf(stderr, "powercheck: unknown command %s\n", cmd);
 	return 2;
 }

@@ -42,6 +42,10 @@ func serveControl(path string) (*controlServer, error) {
 		f.Close()
 		return nil, fmt.Errorf("raw mode on %s: %w", path, err)
 	}
+	// Drop what arrived while the tty was still cooked (the host retries its
+	// hello), and end any half-echoed line so the next reply starts clean.
+	unix.IoctlSetInt(int(f.Fd()), unix.TCFLSH, unix.TCIFLUSH)
+	f.Write([]byte("\n"))
 	s := &controlServer{tty: f}
 	go s.serve()
 	return s, nil
