@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,6 +47,7 @@ type Cluster struct {
 	Hosts []*Host
 
 	run     string // unique part of the namespace names
+	pidSpan int    // PIDs between the first PIDs of two hosts
 	dir     string
 	ownDir  bool
 	sockDir string
@@ -63,6 +65,7 @@ type Host struct {
 	cluster  *Cluster
 	dir      string
 	sock     string
+	firstPID int
 	init     *exec.Cmd
 	initPID  int // in the harness's PID namespace
 	pidNS    uint64
@@ -87,12 +90,19 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err := RemoveStale(ctx); err != nil {
 		return nil, err
 	}
+	pidMax, err := readInt("/proc/sys/kernel/pid_max")
+	if err != nil {
+		return nil, fmt.Errorf("nshost: %w", err)
+	}
 	var rnd [3]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, fmt.Errorf("nshost: random: %w", err)
 	}
-	c := &Cluster{run: fmt.Sprintf("%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])), dir: cfg.Dir}
-	var err error
+	c := &Cluster{
+		run:     fmt.Sprintf("%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])),
+		dir:     cfg.Dir,
+		pidSpan: pidMax / MaxHosts,
+	}
 	if c.dir == "" {
 		if c.dir, err = os.MkdirTemp("", "nshost-"); err != nil {
 			return nil, fmt.Errorf("nshost: work directory: %w", err)
@@ -154,12 +164,13 @@ func linkName(to *Host) string { return "to-" + to.Name }
 func (c *Cluster) startHost(ctx context.Context, i int, timeout time.Duration) (*Host, error) {
 	name := string(rune('a' + i))
 	h := &Host{
-		Name:    name,
-		Addr:    hostAddr(i),
-		NetNS:   nsPrefix + c.run + "-" + name,
-		cluster: c,
-		dir:     filepath.Join(c.dir, name),
-		sock:    filepath.Join(c.sockDir, name),
+		Name:     name,
+		Addr:     hostAddr(i),
+		NetNS:    nsPrefix + c.run + "-" + name,
+		cluster:  c,
+		dir:      filepath.Join(c.dir, name),
+		sock:     filepath.Join(c.sockDir, name),
+		firstPID: max(2, i*c.pidSpan),
 	}
 	if err := os.MkdirAll(filepath.Join(h.dir, "tmp"), 0o755); err != nil {
 		return nil, fmt.Errorf("nshost: host %s: %w", name, err)
@@ -179,7 +190,7 @@ func (c *Cluster) startHost(ctx context.Context, i int, timeout time.Duration) (
 		readyW.Close()
 		return nil, fmt.Errorf("nshost: host %s: %w", name, err)
 	}
-	cfg, _ := json.Marshal(initConfig{Name: name, Socket: h.sock})
+	cfg, _ := json.Marshal(initConfig{Name: name, Socket: h.sock, FirstPID: h.firstPID})
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"nshost-init-" + name}
 	cmd.Env = append(os.Environ(), initEnv+"="+string(cfg))
@@ -460,4 +471,16 @@ func runIP(ctx context.Context, stdin string, args ...string) error {
 		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+func readInt(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return n, nil
 }

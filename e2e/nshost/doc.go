@@ -21,6 +21,10 @@
 // address in the RFC 2544 benchmark range 198.18.0.0/15 (host i has
 // 198.18.0.i+1), configured as a point-to-point address on each of its links.
 // There is no default route: nothing is ever routed out of the machine.
+// [Cluster.Partition] instead drops the link's packets silently while both
+// ends stay up. Host i hands out PIDs from i*pid_max/MaxHosts on, so that,
+// as between real machines, a task moved to another host almost always finds
+// its PIDs free there ([Host.SetNextPID] takes one on purpose).
 // Everything else (the rest of the file system, the cgroup tree) is shared
 // with the machine, so files in a test's temporary directory are visible in
 // every host. Each host also has a work directory ([Host.Dir]) that commands
@@ -40,6 +44,20 @@
 // and later with the wait status. The init dies when the harness dies (it
 // watches a pipe whose only writer is the harness), and the kernel then kills
 // every process of the host.
+//
+// # Use
+//
+//	c := nshost.NewForTest(t, 2) // or New(ctx, Config{Hosts: 2}) and Close
+//	a, b := c.Hosts[0], c.Hosts[1]
+//	agent, err := a.StartDaemon(ctx, nshost.DaemonSpec{
+//		Name: "agent", Path: bin, Args: []string{"agent", "--bind", a.Addr.String()},
+//		Socket: "/run/migrated/migrated.sock", // waits until it accepts
+//	})
+//	w := a.Command(ctx, "python3", "workload.py") // like exec.Cmd
+//	err = w.Start()  // w.Process.PID inside a, w.Process.RootPID on the machine
+//	out, err := a.Command(ctx, bin, "move", strconv.Itoa(w.Process.PID), b.Addr.String()).Output()
+//	rp, err := b.RootPID(w.Process.PID) // the moved task, same PID in b
+//	c.LinkDown(a, b); c.LinkUp(a, b)     // or Partition / Heal; b.Kill()
 //
 // # What it must not know
 //

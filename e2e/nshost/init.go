@@ -26,8 +26,9 @@ const (
 )
 
 type initConfig struct {
-	Name   string `json:"name"`   // host name, also the UTS host name
-	Socket string `json:"socket"` // where to listen for spawn requests
+	Name     string `json:"name"`      // host name, also the UTS host name
+	Socket   string `json:"socket"`    // where to listen for spawn requests
+	FirstPID int    `json:"first_pid"` // where the host starts allocating PIDs
 }
 
 func init() {
@@ -108,6 +109,11 @@ func setupInit(cfgJSON string) (*initServer, error) {
 	for _, m := range mounts {
 		if err := unix.Mount(m.fstype, m.target, m.fstype, m.flags, m.data); err != nil {
 			return nil, fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
+		}
+	}
+	if cfg.FirstPID > 1 {
+		if err := setNextPID(cfg.FirstPID); err != nil {
+			return nil, err
 		}
 	}
 	if err := unix.Sethostname([]byte(cfg.Name)); err != nil {
@@ -273,4 +279,13 @@ func receivedFDs(oob []byte) ([]int, error) {
 		fds = append(fds, r...)
 	}
 	return fds, nil
+}
+
+// setNextPID makes the caller's PID namespace give pid to its next new task
+// (if free): ns_last_pid is the last PID handed out.
+func setNextPID(pid int) error {
+	if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(fmt.Sprint(pid-1)), 0); err != nil {
+		return fmt.Errorf("set next pid: %w", err)
+	}
+	return nil
 }

@@ -246,14 +246,30 @@ func TestPIDNamespaces(t *testing.T) {
 		t.Errorf("pids of host b: %v", pids)
 	}
 
+	// Each host counts from its own first PID, as far apart as pid_max allows.
+	if p.PID < a.FirstPID() || p.PID >= b.FirstPID() {
+		t.Errorf("pid %d of host a outside [%d, %d)", p.PID, a.FirstPID(), b.FirstPID())
+	}
+	inB := b.Command(ctx, "true")
+	if err := inB.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if inB.Process.PID < b.FirstPID() {
+		t.Errorf("pid %d of host b below its first pid %d", inB.Process.PID, b.FirstPID())
+	}
+
 	// b can give the same PID to a process of its own, as a restore with
-	// clone3(set_tid) would: set ns_last_pid in b, then fork.
-	script := fmt.Sprintf("echo %d > /proc/sys/kernel/ns_last_pid; sleep 60 & echo $!; wait", p.PID-1)
-	take := b.Command(ctx, "sh", "-c", script)
-	got := startLine(t, take)
+	// clone3(set_tid) would.
+	if err := b.SetNextPID(ctx, p.PID); err != nil {
+		t.Fatal(err)
+	}
+	take := b.Command(ctx, "sleep", "60")
+	if err := take.Start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { take.Process.Kill(); take.Wait() })
-	if got != strconv.Itoa(p.PID) {
-		t.Fatalf("host b forked pid %s, want %d", got, p.PID)
+	if take.Process.PID != p.PID {
+		t.Fatalf("host b gave pid %d, want %d", take.Process.PID, p.PID)
 	}
 	rp, err := b.RootPID(p.PID)
 	if err != nil {
