@@ -14,9 +14,10 @@ pkgs=(
   build-essential bc flex bison libelf-dev libssl-dev linux-source-6.1
   ca-certificates
 )
+installed="$(dpkg-query -W -f='${Package} ${Status}\n' "${pkgs[@]}" 2>/dev/null | awk '/ install ok installed$/ { print $1 }')"
 missing=()
 for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  grep -qx "$p" <<<"$installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0

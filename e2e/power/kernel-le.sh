@@ -24,54 +24,7 @@ if complete; then
   exit 0
 fi
 
-# mirror_uri prints the URI and the signed-by keyring of the first enabled
-# source for suite bookworm, from deb822 .sources files, then classic lists.
-mirror_uri() {
-  local f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    awk '
-      function flush() {
-        if (types ~ /(^| )deb( |$)/ && suites ~ /(^| )bookworm( |$)/ && enabled != "no" && uris != "") {
-          split(uris, u, " "); print u[1] " " signed; found = 1; exit
-        }
-        types = ""; suites = ""; uris = ""; signed = ""; enabled = ""
-      }
-      /^[ \t]*#/ { next }
-      /^[ \t]*$/ { flush(); next }
-      /^[A-Za-z-]+:/ {
-        key = tolower(substr($0, 1, index($0, ":") - 1))
-        val = substr($0, index($0, ":") + 1); gsub(/^[ \t]+|[ \t]+$/, "", val)
-        if (key == "types") types = val
-        else if (key == "suites") suites = val
-        else if (key == "uris") uris = val
-        else if (key == "signed-by") signed = val
-        else if (key == "enabled") enabled = tolower(val)
-      }
-      END { if (!found) flush() }
-    ' "$f" | head -n1 | grep . && return 0
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    # deb [options] URI suite components...
-    awk '
-      /^[ \t]*deb[ \t]/ {
-        line = $0; signed = ""
-        if (match(line, /\[[^]]*\]/)) {
-          opts = substr(line, RSTART + 1, RLENGTH - 2)
-          if (match(opts, /signed-by=[^ ]+/)) signed = substr(opts, RSTART + 10, RLENGTH - 10)
-          line = substr(line, 1, index(line, "[") - 1) substr(line, index(line, "]") + 1)
-        }
-        n = split(line, w, /[ \t]+/)
-        for (i = 1; i <= n; i++) if (w[i] == "deb") break
-        if (w[i + 2] == "bookworm") { print w[i + 1] " " signed; exit }
-      }
-    ' "$f" | head -n1 | grep . && return 0
-  done
-  return 1
-}
-
-read -r uri signed < <(mirror_uri) || { echo "kernel-le: no apt source for suite bookworm found in /etc/apt" >&2; exit 1; }
+read -r uri signed < <(power_apt_mirror /etc/apt) || { echo "kernel-le: no apt source for suite bookworm found in /etc/apt" >&2; exit 1; }
 [ -n "$signed" ] || signed=/usr/share/keyrings/debian-archive-keyring.gpg
 power_log "ppc64el kernel: mirror from the machine's apt sources: $uri"
 

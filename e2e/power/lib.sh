@@ -17,3 +17,52 @@ power_cache_dir() {
 power_log() {
   echo "e2e-power $(date -u +%H:%M:%S) $*" >&2
 }
+
+# power_apt_mirror ETC prints "URI SIGNED-BY" of the first enabled apt source
+# for suite bookworm under ETC (normally /etc/apt): deb822 sources.list.d/*.sources
+# first, then the classic sources.list and sources.list.d/*.list. SIGNED-BY may
+# be empty. It fails when there is none.
+power_apt_mirror() {
+  local etc="$1" f
+  for f in "$etc"/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk '
+      function flush() {
+        if (types ~ /(^| )deb( |$)/ && suites ~ /(^| )bookworm( |$)/ && enabled != "no" && uris != "") {
+          split(uris, u, " "); print u[1] " " signed; found = 1; exit
+        }
+        types = ""; suites = ""; uris = ""; signed = ""; enabled = ""
+      }
+      /^[ \t]*#/ { next }
+      /^[ \t]*$/ { flush(); next }
+      /^[A-Za-z-]+:/ {
+        key = tolower(substr($0, 1, index($0, ":") - 1))
+        val = substr($0, index($0, ":") + 1); gsub(/^[ \t]+|[ \t]+$/, "", val)
+        if (key == "types") types = val
+        else if (key == "suites") suites = val
+        else if (key == "uris") uris = val
+        else if (key == "signed-by") signed = val
+        else if (key == "enabled") enabled = tolower(val)
+      }
+      END { if (!found) flush() }
+    ' "$f" | head -n1 | grep . && return 0
+  done
+  for f in "$etc"/sources.list "$etc"/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    # deb [options] URI suite components...
+    awk '
+      /^[ \t]*deb[ \t]/ {
+        line = $0; signed = ""
+        if (match(line, /\[[^]]*\]/)) {
+          opts = substr(line, RSTART + 1, RLENGTH - 2)
+          if (match(opts, /signed-by=[^ ]+/)) signed = substr(opts, RSTART + 10, RLENGTH - 10)
+          line = substr(line, 1, index(line, "[") - 1) substr(line, index(line, "]") + 1)
+        }
+        n = split(line, w, /[ \t]+/)
+        for (i = 1; i <= n; i++) if (w[i] == "deb") break
+        if (w[i + 2] == "bookworm") { print w[i + 1] " " signed; exit }
+      }
+    ' "$f" | head -n1 | grep . && return 0
+  done
+  return 1
+}

@@ -21,9 +21,11 @@ fi
 
 step() {
   local name="$1"; shift
-  local t0; t0=$(date +%s.%N)
+  local t0 ms
+  t0=$(date +%s%N)
   "$@"
-  printf 'e2e-power step %-28s %7.1f s\n' "$name" "$(echo "$(date +%s.%N) - $t0" | bc)" | tee -a "$times"
+  ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  printf 'e2e-power step %-30s %5d.%01d s\n' "$name" $((ms / 1000)) $((ms % 1000 / 100)) | tee -a "$times"
 }
 
 times="$(mktemp)"
