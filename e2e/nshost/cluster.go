@@ -28,6 +28,10 @@ const MaxHosts = 8
 // process uses any more (left by a run that crashed).
 const nsPrefix = "nshost-"
 
+// sockDirPrefix starts the name of the directory, in os.TempDir(), of a
+// cluster's control sockets (kept short: a socket path has 108 bytes).
+const sockDirPrefix = "nsh-"
+
 // netnsDir is where ip(8) keeps named network namespaces.
 const netnsDir = "/run/netns"
 
@@ -110,7 +114,7 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 		c.ownDir = true
 	}
 	// Socket paths must stay under 108 bytes, whatever Dir is.
-	if c.sockDir, err = os.MkdirTemp("", "nsh-"); err != nil {
+	if c.sockDir, err = os.MkdirTemp("", sockDirPrefix); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("nshost: socket directory: %w", err)
 	}
@@ -421,6 +425,7 @@ func deleteNetns(ctx context.Context, name string) error {
 // cluster always has its init in each of its namespaces, so parallel runs are
 // safe from each other.
 func RemoveStale(ctx context.Context) error {
+	removeStaleSockDirs(os.TempDir(), time.Minute)
 	ents, err := os.ReadDir(netnsDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -483,4 +488,28 @@ func readInt(path string) (int, error) {
 		return 0, fmt.Errorf("%s: %w", path, err)
 	}
 	return n, nil
+}
+
+// removeStaleSockDirs removes the socket directories of crashed runs: those
+// older than minAge in which no socket accepts a connection. (A directory
+// younger than minAge may belong to a cluster still starting its inits.)
+func removeStaleSockDirs(tmp string, minAge time.Duration) {
+	dirs, _ := filepath.Glob(filepath.Join(tmp, sockDirPrefix+"*"))
+	for _, d := range dirs {
+		st, err := os.Lstat(d)
+		if err != nil || !st.IsDir() || time.Since(st.ModTime()) < minAge {
+			continue
+		}
+		socks, _ := os.ReadDir(d)
+		live := false
+		for _, s := range socks {
+			if probeSocket(filepath.Join(d, s.Name())) == nil {
+				live = true
+				break
+			}
+		}
+		if !live {
+			os.RemoveAll(d)
+		}
+	}
 }

@@ -2,8 +2,12 @@ package nshost
 
 import (
 	"errors"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 var replyTests = []struct {
@@ -188,4 +192,44 @@ func FuzzParseNSInode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, link, kind string) {
 		parseNSInode(link, kind)
 	})
+}
+
+func TestRemoveStaleSockDirs(t *testing.T) {
+	tmp := t.TempDir()
+	old := time.Now().Add(-time.Hour)
+	mk := func(name string, age time.Time, listen bool) string {
+		d := filepath.Join(tmp, sockDirPrefix+name)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("unix", filepath.Join(d, "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if listen {
+			t.Cleanup(func() { ln.Close() })
+		} else {
+			ln.(*net.UnixListener).SetUnlinkOnClose(false)
+			ln.Close() // a dead socket file stays, as after a crash
+		}
+		if err := os.Chtimes(d, age, age); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	tests := []struct {
+		dir  string
+		keep bool
+	}{
+		{mk("crashed", old, false), false},
+		{mk("live", old, true), true},
+		{mk("starting", time.Now(), false), true},
+	}
+	removeStaleSockDirs(tmp, time.Minute)
+	for _, tc := range tests {
+		_, err := os.Stat(tc.dir)
+		if (err == nil) != tc.keep {
+			t.Errorf("%s: kept=%v, want %v", tc.dir, err == nil, tc.keep)
+		}
+	}
 }
