@@ -1,6 +1,7 @@
 package compat
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -131,5 +132,29 @@ func TestStepCode(t *testing.T) {
 		if s.What == "" {
 			t.Errorf("step %s undocumented", s.Code)
 		}
+	}
+}
+
+// TestReportJSON pins the JSON shape `migrated check --json` prints.
+func TestReportJSON(t *testing.T) {
+	b, err := json.Marshal(NewReport(Decide(taskPPC32(), hostP9LE())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Verdict string `json:"verdict"`
+		Reasons []struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"reasons"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Verdict != "reject" || len(got.Reasons) != 2 || got.Reasons[0].Code == "" || got.Reasons[0].Message == "" {
+		t.Errorf("JSON %s", b)
+	}
+	if b, _ := json.Marshal(NewReport(Decide(taskAMD64(), hostAMD64()))); string(b) != `{"verdict":"accept","reasons":[]}` {
+		t.Errorf("accept JSON %s", b)
 	}
 }
