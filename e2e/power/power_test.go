@@ -345,3 +345,32 @@ func checkBackground(ctx context.Context, t *testing.T, g *Guest) {
 	}
 	t.Logf("%s: background pid %d started, found, killed and reaped", g.Name, pid)
 }
+
+// TestMixedPair boots a big-endian COMPAT guest beside a ppc64el guest, the
+// pair the refusal tests need (endianness, no COMPAT on the destination), and
+// checks both are up with their own kernels and can talk.
+func TestMixedPair(t *testing.T) {
+	needGuests(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cfg := PairConfig{Arch: ArchPPC64, WorkDir: keptWorkDir(t), Logf: t.Logf}
+	cfg.Guests[1].Arch = ArchPPC64LE
+	begin := time.Now()
+	pair, err := BootPair(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := pair.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	t.Logf("step boot mixed pair: %v", time.Since(begin).Round(time.Millisecond))
+	for i, want := range []string{"ppc64 65536", "ppc64le 65536"} {
+		out, err := pair.Run(ctx, i, "@hello")
+		if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), want) {
+			t.Errorf("guest %d: hello %q, %v; want it to end with %q", i, out, err, want)
+		}
+	}
+	checkTCP(ctx, t, pair, 1<<20)
+}
