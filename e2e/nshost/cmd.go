@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -134,7 +135,8 @@ func (c *Cmd) Start() error {
 	}
 	env := c.Env
 	if env == nil {
-		env = append(os.Environ(), "TMPDIR="+c.host.TmpDir())
+		env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "TMPDIR=") })
+		env = append(env, "TMPDIR="+c.host.TmpDir())
 	}
 	dir := c.Dir
 	if dir == "" {

@@ -2,6 +2,7 @@ package nshost_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/migrated/migrated/e2e/nshost"
 )
 
 // helperEnv switches the test binary into one of the small programs the
@@ -37,6 +40,8 @@ func runHelper(mode string, args []string) int {
 		err = dialEcho(args[0], args[1])
 	case "unix-listen": // PATH: listen on a unix socket until SIGTERM
 		err = unixListen(args[0])
+	case "harness": // DIR: build two hosts, print what lives, wait to be killed
+		err = harness(args[0])
 	default:
 		err = fmt.Errorf("unknown helper %q", mode)
 	}
@@ -107,4 +112,26 @@ func unixListen(path string) error {
 	<-term
 	fmt.Println("terminated")
 	return ln.Close()
+}
+
+// harness builds a cluster and never closes it: the test kills it, as a
+// crashed test run.
+func harness(dir string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := nshost.New(ctx, nshost.Config{Hosts: 2, Dir: dir})
+	if err != nil {
+		return err
+	}
+	for _, h := range c.Hosts {
+		cmd := h.Command(context.Background(), "sleep", "60")
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		fmt.Println("netns", h.NetNS)
+		fmt.Println("pid", h.InitPID())
+		fmt.Println("pid", cmd.Process.RootPID)
+	}
+	fmt.Println("ready")
+	select {}
 }

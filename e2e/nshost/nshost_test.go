@@ -454,6 +454,10 @@ func TestKillHost(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { inB.Process.Kill(); inB.Wait() })
+	startEchoServers(t, ctx, c)
+	if err := echo(ctx, b, a); err != nil {
+		t.Fatal(err)
+	}
 	if err := a.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -471,6 +475,10 @@ func TestKillHost(t *testing.T) {
 	}
 	if err := b.Command(ctx, "true").Run(); err != nil {
 		t.Errorf("command in host b: %v", err)
+	}
+	// A dead host is silent: no reset, no unreachable from its kernel.
+	if err := echo(ctx, b, a); err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Errorf("echo to the killed host: %v, want a timeout", err)
 	}
 }
 
@@ -654,4 +662,73 @@ func TestStartDaemons(t *testing.T) {
 			t.Errorf("stop in host %s: %v", h.Name, err)
 		}
 	}
+}
+
+// TestHarnessCrash kills a harness that never called Close: its hosts and
+// every process in them must die with it, and the next New removes its
+// namespaces.
+func TestHarnessCrash(t *testing.T) {
+	if reason := nshost.Unavailable(); reason != "" {
+		t.Skip(reason)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testBinary(t), t.TempDir())
+	cmd.Env = append(os.Environ(), "NSHOST_TEST_HELPER=harness")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var netns []string
+	var pids []int
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && sc.Text() != "ready" {
+		kind, v, _ := strings.Cut(sc.Text(), " ")
+		switch kind {
+		case "netns":
+			netns = append(netns, v)
+		case "pid":
+			n, _ := strconv.Atoi(v)
+			pids = append(pids, n)
+		}
+	}
+	if len(netns) != 2 || len(pids) != 4 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("harness reported netns %v, pids %v", netns, pids)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+
+	for _, pid := range pids {
+		for !dead(pid) {
+			if ctx.Err() != nil {
+				t.Fatalf("pid %d outlived its crashed harness", pid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if err := nshost.RemoveStale(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range netns {
+		if _, err := os.Lstat(filepath.Join("/run/netns", ns)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("netns %s of the crashed harness left: %v", ns, err)
+		}
+	}
+}
+
+// dead reports whether pid is gone or a zombie (dead, not yet reaped by the
+// machine's init, which reaps lazily here).
+func dead(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
 }
