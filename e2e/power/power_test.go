@@ -224,11 +224,6 @@ func (rc regdumpCase) check(t *testing.T, out []byte) {
 	byName := map[string]RegSet{}
 	for _, s := range sets {
 		byName[s.Name] = s
-		if s.Errno != 0 {
-			t.Logf("%s: %s: errno %d %s", rc.name, s.Name, s.Errno, s.Err)
-		} else {
-			t.Logf("%s: %s: %d bytes", rc.name, s.Name, len(s.Data))
-		}
 	}
 	word := func(b []byte, i int) uint64 {
 		if rc.word == 4 {
@@ -251,11 +246,48 @@ func (rc regdumpCase) check(t *testing.T, out []byte) {
 		}
 	}
 	// user_pt_regs after gpr[32]: nip msr orig_gpr3 ctr link xer ccr.
-	if got, want := word(pr.Data, 35), uint64(0xC7C70000)<<32|0x0c0c; rc.word == 8 && got != want {
-		t.Errorf("%s: ctr = %#x, want %#x", rc.name, got, want)
+	wantCTR := uint64(0xC7C70000)<<32 | 0x0c0c
+	if rc.word == 4 {
+		wantCTR = 0xC7C70c0c
+	}
+	if got := word(pr.Data, 35); got != wantCTR {
+		t.Errorf("%s: ctr = %#x, want %#x", rc.name, got, wantCTR)
 	}
 	if got := word(pr.Data, 38); got != 0x12345678 {
 		t.Errorf("%s: ccr = %#x, want 0x12345678", rc.name, got)
+	}
+	u64 := func(set string, off int) (uint64, bool) {
+		d := byName[set].Data
+		if len(d) < off+8 {
+			t.Errorf("%s: %s is %d bytes, want at least %d", rc.name, set, len(d), off+8)
+			return 0, false
+		}
+		return rc.order.Uint64(d[off:]), true
+	}
+	for _, spr := range []struct {
+		set  string
+		want uint64
+	}{{"NT_PPC_TAR", 0x7A7A0800}, {"NT_PPC_DSCR", 0x11}, {"NT_PPC_PPR", 0x0008000000000000}} {
+		if got, ok := u64(spr.set, 0); ok && got != spr.want {
+			t.Errorf("%s: %s = %#x, want %#x", rc.name, spr.set, got, spr.want)
+		}
+	}
+	// NT_PPC_VMX: v0..v31, then VSCR in a quadword, then VRSAVE (u32) at 528.
+	if vmx := byName["NT_PPC_VMX"].Data; len(vmx) != 544 {
+		t.Errorf("%s: NT_PPC_VMX is %d bytes, want 544", rc.name, len(vmx))
+	} else if got := rc.order.Uint32(vmx[528:]); got != 0xA5A5F00D {
+		t.Errorf("%s: vrsave = %#x, want 0xa5a5f00d", rc.name, got)
+	}
+	// NT_PPC_VSX: the second doublewords of vs0..vs31; none for a 32-bit task.
+	if rc.word == 8 {
+		for n := range 32 {
+			if got, ok := u64("NT_PPC_VSX", n*8); ok && got != 0x5A5A000000000000|uint64(n<<8|n) {
+				t.Errorf("%s: vs%d low doubleword = %#x", rc.name, n, got)
+				break
+			}
+		}
+	} else if byName["NT_PPC_VSX"].Errno == 0 {
+		t.Errorf("%s: NT_PPC_VSX readable for a 32-bit task", rc.name)
 	}
 	fp := byName["NT_PRFPREG"]
 	if len(fp.Data) != 33*8 {

@@ -1,6 +1,7 @@
 package power
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -47,26 +48,23 @@ func TestParseRegDump(t *testing.T) {
 	}
 }
 
-// TestParseRegDumpTestdata decodes the captures from the guests, so a
-// capture that does not parse is caught on amd64.
-func TestParseRegDumpTestdata(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "regs-*.txt"))
-	if len(files) == 0 {
-		t.Skip("no captures in testdata/ (e2e/power/run.sh -update writes them)")
+// TestRegDumpTestdata decodes the captures from the guests and checks the
+// values regs_child loaded, so a capture (or a layout assumption) that is
+// wrong is caught on amd64.
+func TestRegDumpTestdata(t *testing.T) {
+	tests := []regdumpCase{
+		{"regs-ppc64le", nil, 384, binary.LittleEndian, 8},
+		{"regs-ppc64", nil, 384, binary.BigEndian, 8},
+		{"regs-ppc32", nil, 192, binary.BigEndian, 4},
 	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sets, err := ParseRegDump(b)
-		if err != nil {
-			t.Errorf("%s: %v", f, err)
-			continue
-		}
-		if len(sets) == 0 || sets[0].Name != "NT_PRSTATUS" || sets[0].Errno != 0 {
-			t.Errorf("%s: first set is not a readable NT_PRSTATUS", f)
-		}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata", tc.name+".txt"))
+			if err != nil {
+				t.Skipf("no capture (e2e/power/run.sh -update writes it): %v", err)
+			}
+			tc.check(t, b)
+		})
 	}
 }
 
