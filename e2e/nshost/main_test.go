@@ -9,11 +9,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/migrated/migrated/e2e/nshost"
+	"golang.org/x/sys/unix"
 )
 
 // helperEnv switches the test binary into one of the small programs the
@@ -40,6 +43,8 @@ func runHelper(mode string, args []string) int {
 		err = dialEcho(args[0], args[1])
 	case "unix-listen": // PATH: listen on a unix socket until SIGTERM
 		err = unixListen(args[0])
+	case "seize": // PID: ptrace-seize, interrupt and release a process
+		err = seize(args[0])
 	case "harness": // DIR: build two hosts, print what lives, wait to be killed
 		err = harness(args[0])
 	default:
@@ -134,4 +139,29 @@ func harness(dir string) error {
 	}
 	fmt.Println("ready")
 	select {}
+}
+
+// seize does what an agent does first to a task it moves: seize it with
+// ptrace, stop it, and let it go.
+func seize(arg string) error {
+	pid, err := strconv.Atoi(arg)
+	if err != nil {
+		return err
+	}
+	runtime.LockOSThread() // every ptrace request from one thread
+	if err := unix.PtraceSeize(pid); err != nil {
+		return fmt.Errorf("seize %d: %w", pid, err)
+	}
+	if err := unix.PtraceInterrupt(pid); err != nil {
+		return fmt.Errorf("interrupt %d: %w", pid, err)
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil || !ws.Stopped() {
+		return fmt.Errorf("wait for the stop of %d: %v, status %#x", pid, err, ws)
+	}
+	if err := unix.PtraceDetach(pid); err != nil {
+		return fmt.Errorf("detach %d: %w", pid, err)
+	}
+	fmt.Println("seized", pid)
+	return nil
 }

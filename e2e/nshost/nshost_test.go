@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -731,4 +732,99 @@ func dead(pid int) bool {
 	}
 	i := strings.LastIndexByte(string(b), ')')
 	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
+}
+
+// clone3SetTID is a Python program that creates a child with clone3 and
+// set_tid = argv[1] in the caller's PID namespace (what a restore does to
+// keep a task's PID), then prints the child's PID or the errno.
+const clone3SetTID = `
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+tid = (ctypes.c_int32 * 1)(int(sys.argv[1]))
+# struct clone_args: flags pidfd child_tid parent_tid exit_signal stack
+# stack_size tls set_tid set_tid_size cgroup (linux/sched.h, CLONE_ARGS_SIZE_VER2)
+args = ctypes.create_string_buffer(struct.pack("=11Q", 0, 0, 0, 0, 17, 0, 0, 0, ctypes.addressof(tid), 1, 0), 88)
+pid = libc.syscall(ctypes.c_long(435), args, ctypes.c_size_t(88))  # __NR_clone3
+if pid == 0:
+    os._exit(0)
+if pid < 0:
+    print("errno", ctypes.get_errno())
+    sys.exit(0)
+os.waitpid(pid, 0)
+print(pid)
+`
+
+// TestRestoreCanKeepPID creates, in host b, a task with the PID a task has
+// in host a, with clone3(set_tid) as the restore does.
+func TestRestoreCanKeepPID(t *testing.T) {
+	// Debian's python3 rather than a version manager's shim that may come
+	// first in PATH and take seconds to start.
+	python, err := exec.LookPath("/usr/bin/python3")
+	if err != nil {
+		if python, err = exec.LookPath("python3"); err != nil {
+			t.Skip("needs python3 (Debian package python3)")
+		}
+	}
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the clone3 program is written for amd64")
+	}
+	c := nshost.NewForTest(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, b := c.Hosts[0], c.Hosts[1]
+	task := a.Command(ctx, "sleep", "60")
+	if err := task.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { task.Process.Kill(); task.Wait() })
+	for _, tc := range []struct {
+		name string
+		pid  int
+		want string
+	}{
+		{"pid of host a's task", task.Process.PID, strconv.Itoa(task.Process.PID)},
+		{"pid taken in host b", 1, fmt.Sprintf("errno %d", syscall.EEXIST)},
+	} {
+		out, err := b.Command(ctx, python, "-c", clone3SetTID, strconv.Itoa(tc.pid)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v: %s", tc.name, err, out)
+		}
+		if got := strings.TrimSpace(string(out)); got != tc.want {
+			t.Errorf("%s: clone3 with set_tid %d in host b: %q, want %q", tc.name, tc.pid, got, tc.want)
+		}
+	}
+}
+
+// TestPtraceWithinHost: a program in a host can seize the host's tasks, as
+// the agent does, and cannot even name another host's.
+func TestPtraceWithinHost(t *testing.T) {
+	c := nshost.NewForTest(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, b := c.Hosts[0], c.Hosts[1]
+	task := a.Command(ctx, "sleep", "60")
+	if err := task.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { task.Process.Kill(); task.Wait() })
+	pid := strconv.Itoa(task.Process.PID)
+	seize := func(h *nshost.Host) (string, error) {
+		cmd := h.Command(ctx, testBinary(t), pid)
+		cmd.Env = append(os.Environ(), "NSHOST_TEST_HELPER=seize")
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	if out, err := seize(a); err != nil || out != "seized "+pid {
+		t.Errorf("seize in host a: %q, %v", out, err)
+	}
+	if task.Exited() {
+		t.Fatalf("the task died of being seized")
+	}
+	if b.HasPID(task.Process.PID) {
+		t.Fatalf("pid %s is in use in host b too", pid)
+	}
+	if out, err := seize(b); err == nil || !strings.Contains(out, "no such process") {
+		t.Errorf("seize in host b: %q, %v; want no such process", out, err)
+	}
 }
