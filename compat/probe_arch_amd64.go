@@ -4,6 +4,8 @@ import "golang.org/x/sys/cpu"
 
 func compat32ProbeELF() []byte { return i386ExitELF() }
 
+const compat32Name = "i386"
+
 // xgetbv0 returns XCR0 (probe_xgetbv_amd64.s).
 func xgetbv0() (eax, edx uint32)
 

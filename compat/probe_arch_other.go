@@ -4,4 +4,6 @@ package compat
 
 func compat32ProbeELF() []byte { return nil }
 
+const compat32Name = "32-bit"
+
 func xstateFeatures() uint64 { return 0 }

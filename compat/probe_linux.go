@@ -213,7 +213,7 @@ func runProbeELF(elf []byte, want int) error {
 	p, err := os.StartProcess(path, []string{"migrated-probe32"}, &os.ProcAttr{})
 	if err != nil {
 		if errors.Is(err, unix.ENOEXEC) {
-			return fmt.Errorf("%w: exec: %v", ErrNoCompat32, err)
+			return fmt.Errorf("%w: exec of a generated %s ELF: %v", ErrNoCompat32, compat32Name, unix.ENOEXEC)
 		}
 		return fmt.Errorf("exec 32-bit probe: %w", err)
 	}
