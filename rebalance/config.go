@@ -30,6 +30,13 @@ type Config struct {
 	// hot by the move, with (High-Ceiling)*mean left as a margin for
 	// measurement noise. A node's headroom is Ceiling*mean*CPUs - Load.
 	Ceiling float64 `json:"ceiling"`
+	// Spread is how much less headroom than the best a target may have and
+	// still count as tied with it (0.25: at least 75% of the best). Ties go
+	// to the node with the highest hash of (task ID, node ID), so that hot
+	// nodes planning at the same time on the same gossip view spread their
+	// tasks over the near-best targets instead of all choosing the one with
+	// the most headroom. 0 means the most headroom, strictly.
+	Spread float64 `json:"spread"`
 	// MinHotUtil is an absolute floor: a node under this utilisation is
 	// never hot, however idle the rest of the cluster is.
 	MinHotUtil float64 `json:"min_hot_util"`
@@ -69,6 +76,7 @@ func DefaultConfig() Config {
 		High:                  1.15,
 		Low:                   1.05,
 		Ceiling:               1.10,
+		Spread:                0.25,
 		MinHotUtil:            0.25,
 		Cooldown:              60 * time.Second,
 		MinGain:               0.01,
@@ -98,6 +106,8 @@ func (c *Config) Validate() error {
 		return bad("jitter %v must be in [0,1]", c.Jitter)
 	case !(c.Low > 0) || !(c.Ceiling >= c.Low) || !(c.High > c.Ceiling):
 		return bad("watermarks must satisfy 0 < low (%v) <= ceiling (%v) < high (%v)", c.Low, c.Ceiling, c.High)
+	case c.Spread < 0 || c.Spread >= 1:
+		return bad("spread %v must be in [0,1)", c.Spread)
 	case c.MinHotUtil < 0:
 		return bad("min_hot_util %v is negative", c.MinHotUtil)
 	case c.Cooldown < 0 || c.Backoff < 0 || c.MaxBackoff < c.Backoff:

@@ -184,6 +184,8 @@ type planner struct {
 	classes []classState
 	compat  map[[2]int]bool // (task index, class) -> compatible
 	sig     []int           // scratch: the classes of one task's pool
+	fit     []fit           // scratch: the targets one task fits on
+	fitRoom float64
 }
 
 // Plan decides this period's moves for the whole cluster. Every node can run
@@ -333,15 +335,17 @@ func (pl *planner) pool(s, ti int) (sig []int, mean float64) {
 
 // target is the best target for task ti out of node s among the classes of
 // sig: below Low*mean now, at most Ceiling*mean with the task, the memory
-// for it, not backing off; the most headroom under Ceiling*mean wins. -1 if
-// none; candidates counts the compatible nodes below Low*mean.
+// for it, not backing off; of those, the ones with at least (1-Spread) times
+// the most headroom under Ceiling*mean are tied and the highest rendezvous
+// hash of (task, node) wins. -1 if none; candidates counts the compatible
+// nodes below Low*mean.
 func (pl *planner) target(s, ti int, sig []int, mean float64) (best, candidates int) {
 	cfg := &pl.p.cfg
 	t := &pl.v.Tasks[ti]
 	need := float64(t.RSS) + float64(cfg.MemoryReserve)
 	low, ceil := cfg.Low*mean, cfg.Ceiling*mean
-	best = -1
-	var bestRoom, bestAfter float64
+	pl.fit = pl.fit[:0]
+	bestRoom := math.Inf(-1)
 	for _, cls := range sig {
 		for _, d := range pl.classes[cls].members {
 			ns := &pl.nodes[d]
@@ -353,25 +357,61 @@ func (pl *planner) target(s, ti int, sig []int, mean float64) (best, candidates 
 			if room < t.CPU || ns.free < need || pl.backedOff(t.ID, ns.n.ID) {
 				continue
 			}
-			after := (ns.load + t.CPU) / ns.n.CPUs
-			if best < 0 || betterTarget(room, after, ns.n.ID, bestRoom, bestAfter, pl.nodes[best].n.ID) {
-				best, bestRoom, bestAfter = d, room, after
-			}
+			pl.fit = append(pl.fit, fit{d, room})
+			bestRoom = math.Max(bestRoom, room)
+		}
+	}
+	best = -1
+	var bestHash uint64
+	for _, f := range pl.fit {
+		if f.room < (1-cfg.Spread)*bestRoom {
+			continue
+		}
+		id := pl.nodes[f.node].n.ID
+		h := rendezvous(t.ID, id)
+		if cfg.Spread == 0 {
+			h = 0 // the most headroom, then node ID
+		}
+		if best < 0 || betterTarget(f.room, h, id, pl.fitRoom, bestHash, pl.nodes[best].n.ID, cfg.Spread > 0) {
+			best, bestHash, pl.fitRoom = f.node, h, f.room
 		}
 	}
 	return best, candidates
 }
 
-// betterTarget: more headroom, then lower utilisation after the move, then
-// node ID.
-func betterTarget(room, after float64, id string, bRoom, bAfter float64, bID string) bool {
-	if room != bRoom {
+// fit is a node a task fits on, with its headroom.
+type fit struct {
+	node int
+	room float64
+}
+
+// betterTarget orders tied targets: with spread, the higher rendezvous hash;
+// without, more headroom; then node ID.
+func betterTarget(room float64, h uint64, id string, bRoom float64, bh uint64, bID string, spread bool) bool {
+	if spread && h != bh {
+		return h > bh
+	}
+	if !spread && room != bRoom {
 		return room > bRoom
 	}
-	if after != bAfter {
-		return after < bAfter
-	}
 	return id < bID
+}
+
+// rendezvous is the FNV-1a hash of task and node: the same pair always
+// ranks the same, and different tasks rank the same nodes differently.
+func rendezvous(task, node string) uint64 {
+	h := uint64(14695981039346656037)
+	mix := func(s string) {
+		for i := 0; i < len(s); i++ {
+			h ^= uint64(s[i])
+			h *= 1099511628211
+		}
+	}
+	mix(task)
+	h ^= 0xff
+	h *= 1099511628211
+	mix(node)
+	return h
 }
 
 func (pl *planner) backedOff(task, target string) bool {
@@ -566,10 +606,10 @@ var ErrRefused = errors.New("rebalance: move refused")
 // Admit is the destination's check of an automatic move, made with its own
 // current view, in which the moves it has already accepted are tasks with
 // MovingTo set: the node exists and takes moves, the task is compatible,
-// the memory is there, and the node would not become hot: above High times
-// the mean utilisation of the task's pool. That is looser than the Ceiling
-// the proposer used, so a slightly stale view at the source does not cause
-// refusals, but a herd of sources that chose the same node does.
+// the memory is there, and the node stays at or below the Ceiling (times
+// the mean utilisation of the task's pool), the rule the proposer applied
+// on its possibly older view. A herd of sources that chose the same node
+// on the same gossip view is refused here, one by one.
 func (p *Policy) Admit(v *View, t *Task, target string) error {
 	cfg := &p.cfg
 	pl := p.newPlanner(v)
@@ -615,10 +655,10 @@ func (p *Policy) Admit(v *View, t *Task, target string) error {
 			}
 		}
 	}
-	hot := cfg.High * load / cpu
-	if after := (dst.load + t.CPU) / dst.n.CPUs; after > hot {
-		return fmt.Errorf("%w: node %s would become hot (util %.2f > %.2f = %.2f x the mean of the task's pool)",
-			ErrRefused, target, after, hot, cfg.High)
+	limit := cfg.Ceiling * load / cpu
+	if after := (dst.load + t.CPU) / dst.n.CPUs; after > limit {
+		return fmt.Errorf("%w: node %s would rise to util %.2f, above %.2f = %.2f x the mean of the task's pool",
+			ErrRefused, target, after, limit, cfg.Ceiling)
 	}
 	return nil
 }

@@ -354,14 +354,43 @@ func TestNeverIncompatible(t *testing.T) {
 }
 
 func TestTieBreaking(t *testing.T) {
-	t.Run("equal targets: lower node ID", func(t *testing.T) {
+	t.Run("equal targets without spread: lower node ID", func(t *testing.T) {
 		v := &rebalance.View{Now: t0, Nodes: []rebalance.Node{
 			node(t, "a", "ppc64le-power9", 10, 9),
 			node(t, "z", "ppc64le-power9", 10, 3),
 			node(t, "m", "ppc64le-power9", 10, 3),
 		}, Tasks: []rebalance.Task{task(t, "t", "a", "ppc64le", 2)}}
-		if got := moves(policy(t, nil).Plan(v)); got != "t:a>m" {
+		if got := moves(policy(t, func(c *rebalance.Config) { c.Spread = 0 }).Plan(v)); got != "t:a>m" {
 			t.Fatalf("moves %s, want t:a>m", got)
+		}
+	})
+	t.Run("near-equal targets: spread by task, same answer every time", func(t *testing.T) {
+		// Eight targets within 25% of the best headroom, one far behind:
+		// each task ID ranks them its own way; without spread all take n0.
+		targets := func(spread float64) map[string]int {
+			got := map[string]int{}
+			for i := 0; i < 40; i++ {
+				v := &rebalance.View{Now: t0, Nodes: []rebalance.Node{node(t, "hot", "ppc64le-power9", 10, 9)}}
+				for j := 0; j < 8; j++ {
+					v.Nodes = append(v.Nodes, node(t, fmt.Sprintf("n%d", j), "ppc64le-power9", 10, 2+float64(j)*0.1))
+				}
+				v.Nodes = append(v.Nodes, node(t, "far", "ppc64le-power9", 10, 5.2))
+				v.Tasks = []rebalance.Task{task(t, fmt.Sprintf("task%02d", i), "hot", "ppc64le", 1)}
+				p := policy(t, func(c *rebalance.Config) { c.Spread = spread })
+				a, b := p.Plan(v).For("hot"), p.Plan(v).For("hot")
+				if a == nil || b == nil || a.Target != b.Target {
+					t.Fatalf("spread %v, task %d: plans %v and %v", spread, i, a, b)
+				}
+				got[a.Target]++
+			}
+			return got
+		}
+		if got := targets(0); len(got) != 1 || got["n0"] != 40 {
+			t.Fatalf("without spread: %v", got)
+		}
+		got := targets(0.25)
+		if len(got) < 4 || got["far"] != 0 {
+			t.Fatalf("with spread 0.25 the 40 tasks went to %v: want at least 4 of the near-best, never far", got)
 		}
 	})
 	t.Run("equal tasks: lower task ID", func(t *testing.T) {
@@ -535,7 +564,7 @@ func TestMovesInFlight(t *testing.T) {
 	// ends at 0.6 (ceiling 0.605).
 	v.Nodes = append(v.Nodes, node(t, "d", "ppc64le-power9", 10, 9))
 	v.Tasks = append(v.Tasks, task(t, "dt", "d", "ppc64le", 2))
-	pl = policy(t, nil).Plan(v)
+	pl = policy(t, func(c *rebalance.Config) { c.Spread = 0 }).Plan(v)
 	if p := pl.For("d"); p == nil || p.TargetUtil != 0.4 {
 		t.Fatalf("plan %s: want d's move to see b at 0.4 (its inbound task counted)", moves(pl))
 	}
@@ -592,12 +621,12 @@ func TestAdmit(t *testing.T) {
 		{"no target", func(v *rebalance.View, tk *rebalance.Task) { v.Nodes[1].NoTarget = true }, "b", "takes no moves"},
 		{"incompatible", func(v *rebalance.View, tk *rebalance.Task) { v.Nodes[1].Caps = caps(t, "ppc64-power9") }, "b", "not compatible"},
 		{"memory", func(v *rebalance.View, tk *rebalance.Task) { v.Nodes[1].FreeMemory = 300 << 20 }, "b", "free"},
-		{"would become hot", func(v *rebalance.View, tk *rebalance.Task) { tk.CPU = 4 }, "b", "would become hot"},
+		{"above the ceiling", func(v *rebalance.View, tk *rebalance.Task) { tk.CPU = 4 }, "b", "would rise to util 0.70"},
 		{"herd: accepted moves count", func(v *rebalance.View, tk *rebalance.Task) {
 			for i := 1; i < 4; i++ {
 				v.Tasks[i].MovingTo = "b"
 			}
-		}, "b", "would become hot"},
+		}, "b", "would rise to util 0.80"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := threeNodes(t)

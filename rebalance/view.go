@@ -29,7 +29,9 @@ type Node struct {
 	// Load is the node's whole CPU demand in CPUs, managed tasks and
 	// everything else: the average number of runnable threads (loadavg-like)
 	// or the CPU time used per second. Utilisation is Load/CPUs and may
-	// exceed 1 on an overloaded node.
+	// exceed 1 on an overloaded node. A node advertises in it the CPU of the
+	// moves in flight toward it that it accepted, so that other nodes see
+	// the reservation before the task arrives.
 	Load float64 `json:"load"`
 	// FreeMemory in bytes (MemAvailable).
 	FreeMemory uint64 `json:"free_memory"`
@@ -63,6 +65,7 @@ type Task struct {
 	// if it never moved.
 	LastMoved time.Time `json:"last_moved"`
 	// MovingTo is the target node of a move of this task in flight, empty
-	// if none. The policy counts a move in flight as done.
+	// if none. The policy counts a move in flight as done, and a node with
+	// a move out of it in flight proposes no other.
 	MovingTo string `json:"moving_to,omitempty"`
 }

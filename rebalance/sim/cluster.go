@@ -128,10 +128,10 @@ func DefaultKinds() []NodeKind {
 		{Name: "ppc64-power10", Share: 0.06, CPUs: []float64{48},
 			Caps:   powerCaps(image.Endian_ENDIAN_BIG, power10HWCap2, plat10, kernelBENoCompat, false),
 			Starts: []TaskStart{{"ppc64", 1}}},
-		{Name: "amd64-avx512", Share: 0.05, CPUs: []float64{16, 32},
+		{Name: "amd64-avx512", Share: 0.05, CPUs: []float64{32, 64},
 			Caps:   amd64Caps(x86XStateX87SSEAVX | x86XStateAVX512 | x86XStatePKRU),
 			Starts: []TaskStart{{"amd64-avx512", 0.5}, {"amd64", 0.4}, {"i386", 0.1}}},
-		{Name: "amd64-avx2", Share: 0.05, CPUs: []float64{16},
+		{Name: "amd64-avx2", Share: 0.05, CPUs: []float64{32},
 			Caps:   amd64Caps(x86XStateX87SSEAVX),
 			Starts: []TaskStart{{"amd64", 0.85}, {"i386", 0.15}}},
 	}

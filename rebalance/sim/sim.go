@@ -45,6 +45,13 @@ type Config struct {
 	// MoveSetup is added to every move's pre-copy time (connection, stub,
 	// manifest check, cutover).
 	MoveSetup time.Duration `json:"move_setup"`
+	// LocalViews: each node plans with what an agent has, every node from
+	// gossip (loads including the moves in flight toward it, as of the
+	// last refresh) and only its own tasks; nodes do not coordinate, the
+	// destination's admission check (Policy.Admit) stops a herd. False:
+	// every node executes its row of one plan of the whole cluster,
+	// computed from all nodes and all tasks.
+	LocalViews bool `json:"local_views"`
 	// Converged is the max/mean goal a shift is measured against.
 	Converged float64 `json:"converged"`
 	// Kinds is the node mix (DefaultKinds if nil).
@@ -63,7 +70,7 @@ func DefaultConfig() Config {
 		Nodes: 1000, Tasks: 20000, Seed: 1, Steps: 160, ShiftEvery: 40,
 		HotFraction: 0.10, HotFactor: 2.5, MeanUtil: 0.5, Noise: 0.05,
 		FailureRate: 0.05, Epochs: 5, OscillationWindow: 20,
-		MoveSetup: 500 * time.Millisecond, Converged: 1.25,
+		MoveSetup: 500 * time.Millisecond, Converged: 1.25, LocalViews: true,
 		Policy: rebalance.DefaultConfig(),
 	}
 }
@@ -142,13 +149,20 @@ type Result struct {
 	// Oscillations: a task arriving on a node it left less than
 	// OscillationWindow periods before.
 	Oscillations int `json:"oscillations"`
-	// StepMS is the mean time of a policy step for the whole cluster,
-	// StepMSMax the longest, in milliseconds; PolicySteps how many ran.
-	StepMS      float64 `json:"step_ms"`
-	StepMSMax   float64 `json:"step_ms_max"`
-	PolicySteps int     `json:"policy_steps"`
-	Shifts      []Shift `json:"shifts"`
-	Series      []Step  `json:"series"`
+	// StepMS is the mean time of a policy step for the whole cluster (one
+	// Plan over all nodes and all tasks), StepMSMax the longest, in
+	// milliseconds; PolicySteps how many ran. With LocalViews one runs per
+	// period for this measurement, and NodeStepMS (NodeStepMSMax) is the
+	// mean (longest) time of one node's own step over all nodes and its
+	// tasks, NodeSteps how many ran (only hot nodes need one).
+	StepMS        float64 `json:"step_ms"`
+	StepMSMax     float64 `json:"step_ms_max"`
+	PolicySteps   int     `json:"policy_steps"`
+	NodeStepMS    float64 `json:"node_step_ms,omitempty"`
+	NodeStepMSMax float64 `json:"node_step_ms_max,omitempty"`
+	NodeSteps     int     `json:"node_steps,omitempty"`
+	Shifts        []Shift `json:"shifts"`
+	Series        []Step  `json:"series"`
 }
 
 // DefaultCheck is the simulator's compatibility check when Config.Check is
@@ -261,6 +275,9 @@ type run struct {
 	taskByID map[string]int
 	inflight []int
 	view     rebalance.View
+	gossip   []rebalance.Node // LocalViews: what gossip says of every node
+	byNode   [][]int          // LocalViews: task indices per node
+	local    rebalance.View   // LocalViews: one node's view
 	meas     []float64
 	res      *Result
 	step     *Step
@@ -424,7 +441,7 @@ func (r *run) simulate() {
 	P := cfg.Policy.Period
 	offsets := make([]float64, len(r.nodes))
 	buckets := make([][]int, cfg.Epochs)
-	var planTotal time.Duration
+	var planTotal, nodeTotal time.Duration
 	var phase *Shift
 	converged := false
 	for k := 0; k < cfg.Steps; k++ {
@@ -459,29 +476,45 @@ func (r *run) simulate() {
 			at := start.Add(time.Duration(e) * P / time.Duration(cfg.Epochs))
 			r.complete(at)
 			r.buildView(at)
-			t0 := time.Now()
-			plan := r.pol.Plan(&r.view)
-			d := time.Since(t0)
-			periodPlan += d
-			planTotal += d
-			r.res.PolicySteps++
-			if ms := float64(d) / 1e6; ms > r.res.StepMSMax {
-				r.res.StepMSMax = ms
+			var plan *rebalance.Plan
+			if !cfg.LocalViews || e == 0 {
+				t0 := time.Now()
+				plan = r.pol.Plan(&r.view)
+				d := time.Since(t0)
+				periodPlan += d
+				planTotal += d
+				r.res.PolicySteps++
+				if ms := float64(d) / 1e6; ms > r.res.StepMSMax {
+					r.res.StepMSMax = ms
+				}
+				if (k+1)%cfg.ShiftEvery == 0 || k == cfg.Steps-1 {
+					phase.Holds = plan.Holds[:min(5, len(plan.Holds))]
+				}
 			}
-			if e == len(buckets)-1 && (k+1)%cfg.ShiftEvery == 0 || k == cfg.Steps-1 {
-				phase.Holds = plan.Holds[:min(5, len(plan.Holds))]
+			if cfg.LocalViews {
+				r.buildGossip()
 			}
 			list := buckets[e]
 			sort.Slice(list, func(a, b int) bool { return offsets[list[a]] < offsets[list[b]] })
 			for _, ni := range list {
-				if p := plan.For(r.nodes[ni].id); p != nil {
+				var p *rebalance.Proposal
+				if cfg.LocalViews {
+					p = r.planLocal(ni, &nodeTotal)
+				} else {
+					p = plan.For(r.nodes[ni].id)
+				}
+				if p != nil {
 					r.step.Proposals++
 					r.execute(p, start.Add(time.Duration(offsets[ni]*float64(P))))
 				}
 			}
 		}
 		r.complete(start.Add(P))
-		r.step.StepMS = float64(periodPlan) / 1e6 / float64(cfg.Epochs)
+		if cfg.LocalViews {
+			r.step.StepMS = float64(periodPlan) / 1e6
+		} else {
+			r.step.StepMS = float64(periodPlan) / 1e6 / float64(cfg.Epochs)
+		}
 		r.step.InFlight = len(r.inflight)
 		r.measure(r.step)
 		r.res.Series = append(r.res.Series, *r.step)
@@ -503,6 +536,9 @@ func (r *run) simulate() {
 	res := r.res
 	res.FinalMaxMean = res.Series[len(res.Series)-1].MaxMean
 	res.StepMS = float64(planTotal) / 1e6 / float64(res.PolicySteps)
+	if res.NodeSteps > 0 {
+		res.NodeStepMS = float64(nodeTotal) / 1e6 / float64(res.NodeSteps)
+	}
 	for i := range r.tasks {
 		t := &r.tasks[i]
 		if t.moves > res.MaxMovesPerTask {
@@ -575,6 +611,58 @@ func (r *run) buildView(at time.Time) {
 		}
 		v.Tasks[i] = vt
 	}
+}
+
+// buildGossip derives from the epoch's view what every node knows of the
+// others: their load and free memory with the moves in flight toward them
+// (the destination advertises what it accepted), and the tasks of each node.
+func (r *run) buildGossip() {
+	if r.gossip == nil {
+		r.gossip = make([]rebalance.Node, len(r.nodes))
+		r.byNode = make([][]int, len(r.nodes))
+	}
+	copy(r.gossip, r.view.Nodes)
+	for i := range r.byNode {
+		r.byNode[i] = r.byNode[i][:0]
+	}
+	for i := range r.tasks {
+		t := &r.tasks[i]
+		r.byNode[t.node] = append(r.byNode[t.node], i)
+		if t.moving {
+			g := &r.gossip[t.target]
+			g.Load += r.meas[i]
+			g.FreeMemory -= t.rss
+		}
+	}
+}
+
+// planLocal is node ni's own policy step with LocalViews: all nodes as
+// gossip has them, its own tasks. A node that is not hot would get no
+// proposal, so it does not plan at all (as an agent may skip it too).
+func (r *run) planLocal(ni int, total *time.Duration) *rebalance.Proposal {
+	var sumLoad, sumCPU float64
+	for i := range r.gossip {
+		sumLoad += r.gossip[i].Load
+		sumCPU += r.gossip[i].CPUs
+	}
+	pc := &r.cfg.Policy
+	if u := r.gossip[ni].Load / r.gossip[ni].CPUs; u <= pc.High*sumLoad/sumCPU || u <= pc.MinHotUtil {
+		return nil
+	}
+	v := &r.local
+	v.Now, v.Nodes, v.Tasks = r.view.Now, r.gossip, v.Tasks[:0]
+	for _, ti := range r.byNode[ni] {
+		v.Tasks = append(v.Tasks, r.view.Tasks[ti])
+	}
+	t0 := time.Now()
+	plan := r.pol.Plan(v)
+	d := time.Since(t0)
+	*total += d
+	r.res.NodeSteps++
+	if ms := float64(d) / 1e6; ms > r.res.NodeStepMSMax {
+		r.res.NodeStepMSMax = ms
+	}
+	return plan.For(r.nodes[ni].id)
 }
 
 // execute is what the source agent does with its proposal at time at: the

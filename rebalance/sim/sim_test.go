@@ -89,20 +89,26 @@ func checkRun(t *testing.T, r *Result, maxPeriods int) {
 			t.Errorf("phase %d ends at %.3f", s.Phase, s.FinalMaxMean)
 		}
 	}
-	t.Logf("moves %d (started %d, failed %d, refused %d), tasks moved %d, at most %d per task; policy step %.1f ms mean, %.1f ms max over %d steps",
-		r.Moves, r.MovesStarted, r.MovesFailed, r.MovesRefused, r.TasksMoved, r.MaxMovesPerTask, r.StepMS, r.StepMSMax, r.PolicySteps)
+	t.Logf("moves %d (started %d, failed %d, refused %d), tasks moved %d, at most %d per task; whole-cluster policy step %.1f ms mean, %.1f ms max over %d steps; a node's own step %.2f ms mean, %.1f ms max over %d steps",
+		r.Moves, r.MovesStarted, r.MovesFailed, r.MovesRefused, r.TasksMoved, r.MaxMovesPerTask, r.StepMS, r.StepMSMax, r.PolicySteps,
+		r.NodeStepMS, r.NodeStepMSMax, r.NodeSteps)
 }
 
 // TestSimulatorReduced is the simulator in the default suite: 300 nodes,
-// 6000 tasks, three load phases.
+// 6000 tasks, three load phases, once with each node planning on its own
+// view (as agents do) and once with one plan of the whole cluster.
 func TestSimulatorReduced(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Nodes, cfg.Tasks, cfg.Steps = 300, 6000, 120
-	r, err := Run(cfg)
-	if err != nil {
-		t.Fatal(err)
+	for _, local := range []bool{true, false} {
+		t.Run(map[bool]string{true: "local views", false: "cluster plan"}[local], func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Nodes, cfg.Tasks, cfg.Steps, cfg.LocalViews = 300, 6000, 120, local
+			r, err := Run(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRun(t, r, 25)
+		})
 	}
-	checkRun(t, r, 25)
 }
 
 // TestSimulatorFull is the acceptance run: 1000 nodes, 20,000 tasks, four
@@ -134,7 +140,7 @@ func TestSimulatorDeterministic(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The measured step time is the one figure that may differ.
-		r.StepMS, r.StepMSMax = 0, 0
+		r.StepMS, r.StepMSMax, r.NodeStepMS, r.NodeStepMSMax = 0, 0, 0, 0
 		for i := range r.Series {
 			r.Series[i].StepMS = 0
 		}
