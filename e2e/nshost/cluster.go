@@ -154,6 +154,16 @@ func (c *Cluster) Host(name string) *Host {
 	return nil
 }
 
+// String describes the cluster, one line per host, for logs and the demo.
+func (c *Cluster) String() string {
+	var b strings.Builder
+	for _, h := range c.Hosts {
+		fmt.Fprintf(&b, "host %s: %s, netns %s, init pid %d, pids from %d, dir %s\n",
+			h.Name, h.Addr, h.NetNS, h.initPID, h.firstPID, h.dir)
+	}
+	return b.String()
+}
+
 // Dir is the cluster's work directory.
 func (c *Cluster) Dir() string { return c.dir }
 
@@ -261,6 +271,9 @@ func (c *Cluster) wire(ctx context.Context) error {
 			if a == b {
 				continue
 			}
+			// No IPv6 link-local address: the links carry only what the
+			// hosts' programs send, so their counters measure it.
+			fmt.Fprintf(&cmds, "link set %s addrgenmode none\n", linkName(b))
 			fmt.Fprintf(&cmds, "addr add %s/32 peer %s/32 dev %s\n", a.Addr, b.Addr, linkName(b))
 			fmt.Fprintf(&cmds, "link set %s up\n", linkName(b))
 		}
@@ -320,6 +333,50 @@ func (c *Cluster) setLink(a, b *Host, state string) error {
 		}
 	}
 	return nil
+}
+
+// LinkStats is what went through one end of a link.
+type LinkStats struct {
+	TxBytes, TxPackets uint64
+	RxBytes, RxPackets uint64
+}
+
+// Link returns the counters of from's end of its link to to: TxBytes is what
+// from sent to to, Ethernet headers included (ARP too; no IPv6: the links
+// have no link-local address).
+func (c *Cluster) Link(from, to *Host) (LinkStats, error) {
+	if from == to || from == nil || to == nil {
+		return LinkStats{}, errors.New("nshost: a link joins two different hosts")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "-n", from.NetNS, "-j", "-s", "link", "show", "dev", linkName(to)).Output()
+	if err != nil {
+		return LinkStats{}, fmt.Errorf("nshost: counters of link %s-%s: %w", from.Name, to.Name, err)
+	}
+	st, err := parseLinkStats(out)
+	if err != nil {
+		return LinkStats{}, fmt.Errorf("nshost: counters of link %s-%s: %w", from.Name, to.Name, err)
+	}
+	return st, nil
+}
+
+// parseLinkStats decodes the output of "ip -j -s link show dev X".
+func parseLinkStats(b []byte) (LinkStats, error) {
+	var links []struct {
+		Stats *struct {
+			Rx struct{ Bytes, Packets uint64 } `json:"rx"`
+			Tx struct{ Bytes, Packets uint64 } `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal(b, &links); err != nil {
+		return LinkStats{}, fmt.Errorf("%w: ip -j: %v", errBadMessage, err)
+	}
+	if len(links) != 1 || links[0].Stats == nil {
+		return LinkStats{}, fmt.Errorf("%w: ip -j: want one link with stats64", errBadMessage)
+	}
+	s := links[0].Stats
+	return LinkStats{TxBytes: s.Tx.Bytes, TxPackets: s.Tx.Packets, RxBytes: s.Rx.Bytes, RxPackets: s.Rx.Packets}, nil
 }
 
 // blackholeMAC is the neighbour address Partition gives each end for the

@@ -155,6 +155,9 @@ func (c *Cmd) Start() error {
 	if err != nil {
 		return fmt.Errorf("nshost: encode request: %w", err)
 	}
+	if len(req) > maxMessage {
+		return fmt.Errorf("nshost: %s: arguments and environment take %d bytes, more than %d", c.Path, len(req), maxMessage)
+	}
 	fds := make([]int, len(stdio))
 	for i, f := range stdio {
 		fds[i] = int(f.Fd())
@@ -164,6 +167,7 @@ func (c *Cmd) Start() error {
 		c.closeAll()
 		return err
 	}
+	conn.SetWriteBuffer(maxMessage) // the kernel doubles it: room for the headers
 	_, _, err = conn.WriteMsgUnix(req, unix.UnixRights(fds...), nil)
 	for _, f := range c.closeAfterStart {
 		f.Close()

@@ -385,6 +385,18 @@ func TestCommand(t *testing.T) {
 			t.Errorf("got %v, want no such file", err)
 		}
 	})
+	t.Run("size", func(t *testing.T) {
+		big := strings.Repeat("y", 120<<10) // just under MAX_ARG_STRLEN
+		out, err := h.Command(context.Background(), "sh", "-c", `printf %s "$1" | wc -c`, "sh", big).Output()
+		if err != nil || strings.TrimSpace(string(out)) != strconv.Itoa(len(big)) {
+			t.Errorf("120 KiB argument: %q, %v", out, err)
+		}
+		cmd := h.Command(context.Background(), "true")
+		cmd.Env = []string{"HUGE=" + strings.Repeat("z", 300<<10)}
+		if err := cmd.Run(); err == nil || !strings.Contains(err.Error(), "more than") {
+			t.Errorf("300 KiB environment: %v, want a size error", err)
+		}
+	})
 	t.Run("signal", func(t *testing.T) {
 		cmd := h.Command(context.Background(), "sleep", "60")
 		if err := cmd.Start(); err != nil {
@@ -826,5 +838,46 @@ func TestPtraceWithinHost(t *testing.T) {
 	}
 	if out, err := seize(b); err == nil || !strings.Contains(out, "no such process") {
 		t.Errorf("seize in host b: %q, %v; want no such process", out, err)
+	}
+}
+
+// TestLinkCounters: what one host sends to another shows on exactly their
+// link, and an idle link stays quiet.
+func TestLinkCounters(t *testing.T) {
+	c := nshost.NewForTest(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, b, x := c.Hosts[0], c.Hosts[1], c.Hosts[2]
+	startEchoServers(t, ctx, c)
+	before := map[[2]*nshost.Host]nshost.LinkStats{}
+	pairs := [][2]*nshost.Host{{a, b}, {b, a}, {a, x}, {x, a}, {b, x}, {x, b}}
+	for _, p := range pairs {
+		st, err := c.Link(p[0], p[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[p] = st
+	}
+	const size = 100 << 10 // one argument: at most 128 KiB (MAX_ARG_STRLEN)
+	cmd := a.Command(ctx, testBinary(t), fmt.Sprintf("%s:%d", b.Addr, echoPort), strings.Repeat("x", size))
+	cmd.Env = append(os.Environ(), "NSHOST_TEST_HELPER=dial")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out[:min(len(out), 200)])
+	}
+	for _, p := range pairs {
+		st, err := c.Link(p[0], p[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent := st.TxBytes - before[p].TxBytes
+		switch {
+		case p == [2]*nshost.Host{a, b} || p == [2]*nshost.Host{b, a}:
+			// The message went each way once: its bytes plus headers.
+			if sent < size || sent > 2*size {
+				t.Errorf("%s sent %d bytes to %s for a %d-byte echo", p[0].Name, sent, p[1].Name, size)
+			}
+		case sent > 4096:
+			t.Errorf("idle link %s-%s carried %d bytes", p[0].Name, p[1].Name, sent)
+		}
 	}
 }

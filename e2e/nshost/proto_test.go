@@ -233,3 +233,34 @@ func TestRemoveStaleSockDirs(t *testing.T) {
 		}
 	}
 }
+
+var linkStatsTests = []struct {
+	in   string
+	want LinkStats
+	ok   bool
+}{
+	{`[{"ifindex":11,"ifname":"to-b","stats64":{"rx":{"bytes":10,"packets":1,"errors":0},"tx":{"bytes":2048,"packets":3}}}]`,
+		LinkStats{TxBytes: 2048, TxPackets: 3, RxBytes: 10, RxPackets: 1}, true},
+	{`[{"ifindex":11,"ifname":"to-b"}]`, LinkStats{}, false},
+	{`[]`, LinkStats{}, false},
+	{`[{"stats64":{"rx":{"bytes":-1}}}]`, LinkStats{}, false},
+	{`Device "to-x" does not exist.`, LinkStats{}, false},
+}
+
+func TestParseLinkStats(t *testing.T) {
+	for _, tc := range linkStatsTests {
+		got, err := parseLinkStats([]byte(tc.in))
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseLinkStats(%q) = %+v, %v; want %+v, ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func FuzzParseLinkStats(f *testing.F) {
+	for _, tc := range linkStatsTests {
+		f.Add([]byte(tc.in))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parseLinkStats(b)
+	})
+}

@@ -10,11 +10,14 @@ import (
 )
 
 // NewForTest builds a cluster of n hosts for a test and closes it when the
-// test ends. It skips the test when it cannot run here (not root, no ip
-// command). When the test fails, it logs the end of every log file of the
+// test ends. It skips the test with -short and when it cannot run here (not
+// root, no ip command). When the test fails, it logs the end of every log file of the
 // cluster (host inits, daemons) before they are removed.
 func NewForTest(t testing.TB, n int) *Cluster {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("namespace hosts are end-to-end: skipped with -short")
+	}
 	if reason := Unavailable(); reason != "" {
 		t.Skip(reason)
 	}
