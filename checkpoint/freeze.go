@@ -172,15 +172,17 @@ func (f *Frozen) Thaw() error {
 	return first
 }
 
-// Kill ends the frozen task (SIGKILL to the whole group) and lets it go.
+// Kill ends the frozen task (SIGKILL to the whole group) and waits, as its
+// tracer, until every thread has died: a killed traced thread stays a
+// zombie until its tracer reaps it, and would keep the group alive.
 func (f *Frozen) Kill() error {
 	if f.released {
 		return nil
 	}
 	f.released = true
 	err := unix.Kill(f.PID, unix.SIGKILL)
-	for _, th := range f.Threads {
-		_ = th.Detach(0) // the kill wins; errors here mean the thread is already dying
+	for i := len(f.Threads) - 1; i >= 0; i-- { // the leader, Threads[0], last
+		f.Threads[i].WaitGone()
 	}
 	f.tracer.Close()
 	if err != nil && err != unix.ESRCH {

@@ -3,6 +3,7 @@ package inject
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 	"unsafe"
 
 	"github.com/migrated/migrated/arch"
@@ -260,4 +261,33 @@ func (th *Thread) PendingSignals(shared bool) ([][]byte, error) {
 		return nil
 	})
 	return out, err
+}
+
+// WaitGone waits (at most a few seconds) until a killed thread has exited,
+// stepping it through any ptrace stops on the way, and reaps it as its
+// tracer. Wait for the other threads before the leader: the kernel reports
+// a group leader's death only after all its threads are gone.
+func (th *Thread) WaitGone() {
+	_ = th.t.Do(func() error {
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(th.TID, &ws, unix.WALL|unix.WNOHANG, nil)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return err // ECHILD: gone already
+			}
+			if pid == 0 {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			if ws.Exited() || ws.Signaled() {
+				return nil
+			}
+			_ = ptrace(unix.PTRACE_CONT, th.TID, 0, 0)
+		}
+		return nil
+	})
 }

@@ -41,9 +41,6 @@ func (p *Process) Finish() error {
 
 func (p *Process) finish() error {
 	t, a, sc := p.Task, p.Arch, p.sc()
-	if len(t.Threads) > 1 {
-		return fmt.Errorf("%w: %d threads (multi-threaded restore is not built yet)", ErrBadImage, len(t.Threads))
-	}
 	if err := p.protectFinal(); err != nil {
 		return err
 	}
@@ -106,15 +103,28 @@ func (p *Process) finish() error {
 			return err
 		}
 	}
-	th := t.Threads[0]
+	// Threads: the leader is the process itself; every other thread is
+	// made by clone3 with set_tid from inside the leader, so that it gets
+	// its own TID back, and is then built like the leader.
+	ths := []*threadBuild{{img: t.Threads[0], th: p.leader, in: p.in}}
+	for _, it := range t.Threads[1:] {
+		tb, err := p.spawnThread(it)
+		if err != nil {
+			return fmt.Errorf("thread %d: %w", it.Tid, err)
+		}
+		ths = append(ths, tb)
+	}
+	p.threads = ths
 	if err := p.queueSignals(t.SharedPending, 0); err != nil {
 		return err
 	}
-	if err := p.queueSignals(th.Pending, int(th.Tid)); err != nil {
-		return err
-	}
-	if err := p.threadState(th); err != nil {
-		return fmt.Errorf("thread %d: %w", th.Tid, err)
+	for _, tb := range ths {
+		if err := p.queueSignals(tb.img.Pending, int(tb.img.Tid)); err != nil {
+			return err
+		}
+		if err := p.threadState(tb); err != nil {
+			return fmt.Errorf("thread %d: %w", tb.img.Tid, err)
+		}
 	}
 	if err := p.dropStub(); err != nil {
 		return err
@@ -122,14 +132,75 @@ func (p *Process) finish() error {
 	if err := p.setMM(); err != nil {
 		return err
 	}
-	if err := p.restoreCreds(); err != nil {
-		return err
+	// Credentials are per thread in the kernel: each thread sets its own.
+	for _, tb := range ths {
+		if err := p.restoreCreds(tb.in); err != nil {
+			return fmt.Errorf("thread %d: credentials: %w", tb.img.Tid, err)
+		}
 	}
 	// The scratch page goes last: nothing needs memory after it.
 	if _, err := p.call("munmap", sc.Munmap, p.scratch, p.PageSize); err != nil {
 		return err
 	}
-	return p.setRegisters(th)
+	for _, tb := range ths {
+		if err := p.setRegisters(tb); err != nil {
+			return fmt.Errorf("thread %d: %w", tb.img.Tid, err)
+		}
+	}
+	return nil
+}
+
+// threadBuild is one thread of the new process while it is built.
+type threadBuild struct {
+	img *image.Thread
+	th  *inject.Thread
+	in  *inject.Injector
+}
+
+// Linux clone flags of a thread (include/uapi/linux/sched.h).
+const (
+	cloneVM      = 0x00000100
+	cloneFS      = 0x00000200
+	cloneFiles   = 0x00000400
+	cloneSighand = 0x00000800
+	cloneThread  = 0x00010000
+	cloneSysvsem = 0x00040000
+)
+
+// spawnThread injects clone3(thread flags, set_tid = [tid]) into the leader.
+// The new thread is traced from its first instruction (PTRACE_O_TRACECLONE)
+// and never runs task code before Resume.
+func (p *Process) spawnThread(it *image.Thread) (*threadBuild, error) {
+	o := p.Arch.ByteOrder()
+	args := make([]byte, 11*8+8)
+	o.PutUint64(args[0:], cloneVM|cloneFS|cloneFiles|cloneSighand|cloneThread|cloneSysvsem)
+	o.PutUint64(args[64:], p.scratch+11*8) // set_tid
+	o.PutUint64(args[72:], 1)
+	o.PutUint64(args[88:], uint64(it.Tid))
+	if _, err := p.writeScratch(args); err != nil {
+		return nil, err
+	}
+	tid, err := p.call("clone3", p.sc().Clone3, p.scratch, 11*8)
+	if err != nil {
+		var se *inject.SyscallError
+		if errors.As(err, &se) && se.Errno == unix.EEXIST {
+			return nil, fmt.Errorf("tid %d: %w", it.Tid, ErrPIDTaken)
+		}
+		return nil, err
+	}
+	th := p.tracer.Thread(int(tid), p.Arch)
+	ws, err := th.WaitStop()
+	if err != nil {
+		return nil, err
+	}
+	if !ws.Stopped() {
+		return nil, fmt.Errorf("new thread %d: status %#x", tid, uint32(ws))
+	}
+	in, err := inject.Begin(th, p.in.Gadget())
+	if err != nil {
+		return nil, err
+	}
+	return &threadBuild{img: it, th: th, in: in}, nil
 }
 
 // restoreFds closes what the stub had and opens the task's fds at their
@@ -214,27 +285,27 @@ func checkOpenFile(f *image.Fd) error {
 
 // threadState applies one thread's signal stack, tid address, robust list,
 // rseq and name from inside that thread.
-func (p *Process) threadState(th *image.Thread) error {
-	a, sc := p.Arch, p.sc()
+func (p *Process) threadState(tb *threadBuild) error {
+	a, sc, th, in := p.Arch, p.sc(), tb.img, tb.in
 	if s := th.Altstack; s != nil {
 		ptr, err := p.writeScratch(arch.EncodeStack(a, s.Sp, s.Flags&^ssDisable, s.Size))
 		if err != nil {
 			return err
 		}
-		if _, err := p.call("sigaltstack", sc.Sigaltstack, ptr, 0); err != nil {
+		if _, err := in.Call("sigaltstack", sc.Sigaltstack, ptr, 0); err != nil {
 			return err
 		}
 	}
-	if _, err := p.call("set_tid_address", sc.SetTidAddress, th.ClearChildTid); err != nil {
+	if _, err := in.Call("set_tid_address", sc.SetTidAddress, th.ClearChildTid); err != nil {
 		return err
 	}
 	if r := th.RobustList; r != nil {
-		if _, err := p.call("set_robust_list", sc.SetRobustList, r.Head, r.Len); err != nil {
+		if _, err := in.Call("set_robust_list", sc.SetRobustList, r.Head, r.Len); err != nil {
 			return err
 		}
 	}
 	if r := th.Rseq; r != nil {
-		if _, err := p.call("rseq", sc.Rseq, r.Addr, uint64(r.Len), 0, uint64(r.Sig)); err != nil {
+		if _, err := in.Call("rseq", sc.Rseq, r.Addr, uint64(r.Len), 0, uint64(r.Sig)); err != nil {
 			return err
 		}
 	}
@@ -247,11 +318,11 @@ func (p *Process) threadState(th *image.Thread) error {
 		if err != nil {
 			return err
 		}
-		if _, err := p.call("prctl(PR_SET_NAME)", sc.Prctl, prSetName, ptr); err != nil {
+		if _, err := in.Call("prctl(PR_SET_NAME)", sc.Prctl, prSetName, ptr); err != nil {
 			return err
 		}
 	}
-	p.in.SetSavedMask(th.Sigmask)
+	in.SetSavedMask(th.Sigmask)
 	return nil
 }
 
@@ -262,7 +333,9 @@ func (p *Process) dropStub() error {
 	if err != nil {
 		return err
 	}
-	p.in.SetGadget(g)
+	for _, tb := range p.threads {
+		tb.in.SetGadget(g)
+	}
 	if _, err := p.call("munmap", p.sc().Munmap, p.stub, p.PageSize); err != nil {
 		return err
 	}
@@ -340,7 +413,7 @@ func (p *Process) setMM() error {
 // restoreCreds sets groups, gids, uids and capabilities. A task of root
 // keeps its capability sets; for other uids the kernel clears them when the
 // uids change, as it did for the original.
-func (p *Process) restoreCreds() error {
+func (p *Process) restoreCreds(in *inject.Injector) error {
 	c := p.Task.Creds
 	if c == nil || len(c.Uids) != 4 || len(c.Gids) != 4 {
 		return nil
@@ -348,13 +421,13 @@ func (p *Process) restoreCreds() error {
 	a, sc := p.Arch, p.sc()
 	o := a.ByteOrder()
 	if c.NoNewPrivs {
-		if _, err := p.call("prctl(PR_SET_NO_NEW_PRIVS)", sc.Prctl, prSetNoNewPrivs, 1, 0, 0, 0); err != nil {
+		if _, err := in.Call("prctl(PR_SET_NO_NEW_PRIVS)", sc.Prctl, prSetNoNewPrivs, 1, 0, 0, 0); err != nil {
 			return err
 		}
 	}
 	for capNr := uint64(0); capNr < 64; capNr++ {
 		if c.CapBnd&(1<<capNr) == 0 {
-			_, err := p.call("prctl(PR_CAPBSET_DROP)", sc.Prctl, prCapbsetDrop, capNr)
+			_, err := in.Call("prctl(PR_CAPBSET_DROP)", sc.Prctl, prCapbsetDrop, capNr)
 			var se *inject.SyscallError
 			if err != nil && !(errors.As(err, &se) && se.Errno == unix.EINVAL) {
 				return err
@@ -372,13 +445,13 @@ func (p *Process) restoreCreds() error {
 			return err
 		}
 	}
-	if _, err := p.call("setgroups", sc.Setgroups, uint64(len(c.Groups)), ptr); err != nil {
+	if _, err := in.Call("setgroups", sc.Setgroups, uint64(len(c.Groups)), ptr); err != nil {
 		return err
 	}
-	if _, err := p.call("setresgid", sc.Setresgid, uint64(c.Gids[0]), uint64(c.Gids[1]), uint64(c.Gids[2])); err != nil {
+	if _, err := in.Call("setresgid", sc.Setresgid, uint64(c.Gids[0]), uint64(c.Gids[1]), uint64(c.Gids[2])); err != nil {
 		return err
 	}
-	if _, err := p.call("setresuid", sc.Setresuid, uint64(c.Uids[0]), uint64(c.Uids[1]), uint64(c.Uids[2])); err != nil {
+	if _, err := in.Call("setresuid", sc.Setresuid, uint64(c.Uids[0]), uint64(c.Uids[1]), uint64(c.Uids[2])); err != nil {
 		return err
 	}
 	if c.Uids[1] == 0 {
@@ -396,7 +469,7 @@ func (p *Process) restoreCreds() error {
 		if err != nil {
 			return err
 		}
-		if _, err := p.call("capset", sc.Capset, ptr, ptr+8); err != nil {
+		if _, err := in.Call("capset", sc.Capset, ptr, ptr+8); err != nil {
 			return err
 		}
 	}
@@ -405,9 +478,9 @@ func (p *Process) restoreCreds() error {
 
 // setRegisters installs the task's register sets, with syscall restarts
 // fixed up, as what the thread resumes with.
-func (p *Process) setRegisters(th *image.Thread) error {
+func (p *Process) setRegisters(tb *threadBuild) error {
 	var gpr []byte
-	for _, rs := range th.Regsets {
+	for _, rs := range tb.img.Regsets {
 		if rs.NoteType == arch.NT_PRSTATUS {
 			gpr = rs.Data
 		}
@@ -417,17 +490,17 @@ func (p *Process) setRegisters(th *image.Thread) error {
 		return fmt.Errorf("%w: %v", ErrBadImage, err)
 	}
 	if what := regs.FixRestart(); what != "" {
-		p.log.Debug("syscall restart", "tid", th.Tid, "what", what)
+		p.log.Debug("syscall restart", "tid", tb.img.Tid, "what", what)
 	}
-	p.in.SetSaved(regs)
-	if err := p.in.End(); err != nil {
+	tb.in.SetSaved(regs)
+	if err := tb.in.End(); err != nil {
 		return err
 	}
-	for _, rs := range th.Regsets {
+	for _, rs := range tb.img.Regsets {
 		if rs.NoteType == arch.NT_PRSTATUS {
 			continue
 		}
-		if err := p.leader.SetRegset(rs.NoteType, rs.Data); err != nil {
+		if err := tb.th.SetRegset(rs.NoteType, rs.Data); err != nil {
 			return fmt.Errorf("register set %s: %w", rs.Name, err)
 		}
 	}
@@ -439,9 +512,12 @@ func (p *Process) Resume() error {
 	if p.done {
 		return errors.New("restore: process already resumed or killed")
 	}
-	if err := p.leader.Detach(0); err != nil {
-		p.Kill()
-		return fmt.Errorf("resume: %w", err)
+	// Every thread is ready; release them all.
+	for _, tb := range p.threads {
+		if err := tb.th.Detach(0); err != nil {
+			p.Kill()
+			return fmt.Errorf("resume thread %d: %w", tb.img.Tid, err)
+		}
 	}
 	p.done = true
 	p.tracer.Close()
@@ -465,7 +541,7 @@ func (p *Process) queueSignals(sigs []*image.SigInfo, tid int) error {
 		if tid == 0 {
 			_, err = p.call("rt_sigqueueinfo", sc.RtSigqueueinfo, uint64(p.PID), uint64(s.Signo), ptr)
 		} else {
-			_, err = p.call("rt_tgsigqueueinfo", sc.RtTgsigqueueinfo, uint64(p.PID), uint64(p.PID), uint64(s.Signo), ptr)
+			_, err = p.call("rt_tgsigqueueinfo", sc.RtTgsigqueueinfo, uint64(p.PID), uint64(tid), uint64(s.Signo), ptr)
 		}
 		if err != nil {
 			return fmt.Errorf("queue signal %d: %w", s.Signo, err)

@@ -55,6 +55,7 @@ type Process struct {
 	done    bool
 	mapped  map[uint64]*image.VMA // by start
 	shmFds  map[uint32]uint64     // shmid -> fd in the new process, while mapping
+	threads []*threadBuild        // set by Finish
 	log     *slog.Logger
 }
 

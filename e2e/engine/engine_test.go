@@ -55,6 +55,8 @@ func TestCheckpointRestore(t *testing.T) {
 		{"busy-static", "simple-static", []string{"--mode=busy"}, false},
 		{"nanosleep", "simple", []string{"--mode=nanosleep"}, false},
 		{"pause", "simple", []string{"--mode=pause"}, true},
+		{"threads", "threads", nil, false},
+		{"threads-static", "threads-static", nil, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
