@@ -496,9 +496,7 @@ func TestKillHost(t *testing.T) {
 }
 
 func TestCloseLeavesNothing(t *testing.T) {
-	if reason := nshost.Unavailable(); reason != "" {
-		t.Skip(reason)
-	}
+	skipUnlessHosts(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := nshost.New(ctx, nshost.Config{Hosts: 3})
@@ -544,9 +542,7 @@ func TestCloseLeavesNothing(t *testing.T) {
 }
 
 func TestRemoveStale(t *testing.T) {
-	if reason := nshost.Unavailable(); reason != "" {
-		t.Skip(reason)
-	}
+	skipUnlessHosts(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// What a crashed run leaves: a named namespace nobody is in.
@@ -681,9 +677,7 @@ func TestStartDaemons(t *testing.T) {
 // every process in them must die with it, and the next New removes its
 // namespaces.
 func TestHarnessCrash(t *testing.T) {
-	if reason := nshost.Unavailable(); reason != "" {
-		t.Skip(reason)
-	}
+	skipUnlessHosts(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testBinary(t), t.TempDir())
@@ -879,5 +873,17 @@ func TestLinkCounters(t *testing.T) {
 		case sent > 4096:
 			t.Errorf("idle link %s-%s carried %d bytes", p[0].Name, p[1].Name, sent)
 		}
+	}
+}
+
+// skipUnlessHosts skips tests that build hosts without NewForTest, as
+// NewForTest would.
+func skipUnlessHosts(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("namespace hosts are end-to-end: skipped with -short")
+	}
+	if reason := nshost.Unavailable(); reason != "" {
+		t.Skip(reason)
 	}
 }
