@@ -37,6 +37,37 @@
 // The result comes through a file, never an exit status: a restored process
 // is not a child of the test.
 //
+// # The workloads
+//
+// Names for Set.Start; each source's header comment has the details.
+//
+//	simple, simple-static   single-threaded: brk heap, private/shared anonymous and
+//	                        private file mappings (the file must not change),
+//	                        rw / PROT_NONE / read-only pages (faults probed), a work
+//	                        array with a model, SIGUSR1 and SIGALRM handlers on a
+//	                        sigaltstack, setitimer(ITIMER_REAL); --mode=busy,
+//	                        nanosleep (EINTR resumed with the remaining time; no
+//	                        sleep may end early) or pause (one step per SIGUSR1)
+//	threads, threads-static 8 pthreads: TLS counters and buffers, TIDs, names, masks
+//	                        and sigaltstacks per thread, mutex+condvar ping-pong,
+//	                        queued SIGRTMIN from one thread to another (none lost),
+//	                        a robust mutex, one held by a thread that exits raw
+//	                        (EOWNERDEAD and pthread_join need the kernel's robust
+//	                        list and clear-child-tid), a thread asleep in a futex
+//	mixed                   --size-mib N of 1/4 zero, 1/2 random, 1/4 text pages,
+//	                        --dirty-rate pages/s dirtied under a version model,
+//	                        1 ms heartbeat: max_gap_us (downtime) and gaps
+//	gowork                  Go: 200 MiB heap, goroutines, ticker, AfterFunc chain,
+//	                        channel pipeline, time.Since sanity
+//	chain                   python3: a sha256 chain; final= must equal ChainFinal
+//	zdtm/<feature>          one program per kernel feature: maps, mprotect, fpu,
+//	                        pthreads, futex, robust, rseq, sigaltstack, signals
+//	                        (pending), itimers, cwd, umask, rlimits, env, cmdline,
+//	                        deleted, vdso (Set.ZDTM lists them)
+//	<name>-i386             simple, simple-static (-i386-static), threads and every
+//	                        zdtm program built with gcc -m32; they run only where
+//	                        the kernel executes i386 programs
+//
 // # The driver
 //
 //	set := workload.Build(t)                  // once per test binary; skips when a compiler is missing
@@ -52,7 +83,9 @@
 // tracer's own process would consume the tracer's ptrace stops. Call
 // Proc.Reap after the original was killed (for example by a checkpoint) so
 // that its PID is free again; Finish reaps the finished process when it is a
-// child of the test.
+// child of the test. Start also marks descriptors the test process inherited
+// close-on-exec: Go does not close them, and a runner's pipe would otherwise
+// reach the workload and make the engine refuse it.
 //
 // Debian packages: gcc and libc6-dev (C, -static), gcc-multilib and
 // libc6-dev-i386 (the i386 variants; they only run where the kernel executes
