@@ -196,7 +196,8 @@ func (c *Controller) Decide(o Observation) Decision {
 		if c.throttle == 0 {
 			c.throttle = c.cfg.ThrottleInitial
 		} else {
-			c.throttle = min(c.throttle+c.cfg.ThrottleStep, c.cfg.ThrottleMax)
+			// In hundredths, so that steps add up without float drift.
+			c.throttle = min(math.Round((c.throttle+c.cfg.ThrottleStep)*100)/100, c.cfg.ThrottleMax)
 		}
 		// The new throttle level gets StallRounds rounds to show an
 		// improvement over what remains now.

@@ -101,6 +101,7 @@ type Session struct {
 	pending    *Delta // collected and not sent (at switch-over)
 	round      int
 	start      time.Time
+	prevSync   time.Time
 	lastSync   time.Time
 	bandwidth  float64
 	sent       uint64
@@ -185,9 +186,10 @@ func (s *Session) loop(ctx context.Context) error {
 		}
 		var dec Decision
 		if s.round > 0 {
+			// What the task wrote since the previous collection.
 			dirtyRate := 0.0
-			if last := s.rounds[len(s.rounds)-1]; last.Send+syncTime > 0 {
-				dirtyRate = float64(plan.bytes) / (last.Send + syncTime).Seconds()
+			if dt := s.lastSync.Sub(s.prevSync); dt > 0 {
+				dirtyRate = float64(plan.bytes) / dt.Seconds()
 			}
 			dec = s.ctl.Decide(Observation{
 				Round:          s.round,
@@ -221,9 +223,6 @@ func (s *Session) loop(ctx context.Context) error {
 		}
 		st.Sync, st.Decision = syncTime, dec
 		s.rounds = append(s.rounds, *st)
-		if s.round == 0 {
-			s.report(0, 0, Decision{EstimatedDowntime: 0})
-		}
 		s.round++
 	}
 }
@@ -269,7 +268,7 @@ func (s *Session) collect(frozen bool) ([]*image.VMA, *Delta, time.Duration, err
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("pre-copy round %d: %s: %w", s.round, s.tracker.Kind(), err)
 	}
-	s.lastSync = time.Now()
+	s.prevSync, s.lastSync = s.lastSync, time.Now()
 	return vmas, d, s.lastSync.Sub(t0), nil
 }
 
@@ -377,6 +376,9 @@ func mergeSorted(a, b []uint32) []uint32 {
 
 var errCanceled = errors.New("pre-copy canceled")
 
+// progressEvery is how often Progress is called within a long round.
+const progressEvery = 250 * time.Millisecond
+
 // send sends a planned round to the sink.
 func (s *Session) send(ctx context.Context, vmas []*image.VMA, d *Delta, p *roundPlan, final bool) (*RoundStats, error) {
 	st := &RoundStats{Round: s.round, Final: final}
@@ -385,6 +387,7 @@ func (s *Session) send(ctx context.Context, vmas []*image.VMA, d *Delta, p *roun
 		return nil, fmt.Errorf("pre-copy round %d: layout: %w", s.round, err)
 	}
 	zeros := make([]byte, checkpoint.BatchPages*s.pageSize)
+	lastReport := t0
 	for _, vp := range p.vmas {
 		v := vp.v
 		n := 0
@@ -397,6 +400,14 @@ func (s *Session) send(ctx context.Context, vmas []*image.VMA, d *Delta, p *roun
 			}
 			s.tracker.Sent(v, b.Indices, b.Data)
 			st.Pages += uint64(len(b.Indices))
+			if s.opts.Progress != nil && time.Since(lastReport) >= progressEvery {
+				lastReport = time.Now()
+				s.opts.Progress(Progress{
+					Round: s.round, Tracker: s.tracker.Kind(), SentBytes: s.sent + st.Pages*s.pageSize,
+					RemainingBytes: p.bytes - min(p.bytes, st.Pages*s.pageSize), Bandwidth: s.bandwidth,
+					EstimatedDowntime: s.decision.EstimatedDowntime, Throttle: s.ctl.Throttle(), Elapsed: time.Since(s.start),
+				})
+			}
 			if n < vp.fresh {
 				st.FreshBytes += uint64(min(len(b.Indices), vp.fresh-n)) * s.pageSize
 			}
@@ -419,10 +430,6 @@ func (s *Session) send(ctx context.Context, vmas []*image.VMA, d *Delta, p *roun
 	}
 	st.Bytes = st.Pages * s.pageSize
 	s.sent += st.Bytes
-	st.Send = time.Since(t0)
-	if st.Send > 0 && st.Bytes > 0 {
-		st.Bandwidth = float64(st.Bytes) / st.Send.Seconds()
-	}
 	if err := s.sink.RoundDone(st); err != nil {
 		return nil, fmt.Errorf("pre-copy round %d: %w", s.round, err)
 	}

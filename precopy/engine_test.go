@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,16 +144,18 @@ func TestRunConvergesAndFinalIsExact(t *testing.T) {
 			d.do("spin 20")
 			sink := newMemSink(d.PageSize)
 			sink.rate = 200e6
-			var newMap uint64
+			var newMap, resv uint64
 			sink.afterRound = func(round int) {
 				switch round {
 				case 0:
 					d.do("z 5")
 					d.do("z 6")
 					fmt.Sscanf(d.do("map 32"), "%x", &newMap)
+					fmt.Sscanf(d.do("resv 20000"), "%x", &resv) // 78 MiB PROT_NONE
 				case 1:
 					d.do("unmap %x 16", newMap)
 					d.do("k 9")
+					d.do("poke %x 3", resv)
 				}
 			}
 			var progress []Progress
@@ -233,5 +237,54 @@ func TestRunCanceled(t *testing.T) {
 	}
 	if ans := d.do("stop"); ans[:2] != "ok" {
 		t.Errorf("task after a canceled pre-copy: %q", ans)
+	}
+}
+
+// TestRunAutoConverge: a task that dirties memory faster than the (paced)
+// sink drains it never converges; with auto-converge the engine throttles
+// it step by step (a real SIGSTOP/SIGCONT duty cycle here, or cpu.max),
+// then gives up, and the task is left running.
+func TestRunAutoConverge(t *testing.T) {
+	needRoot(t)
+	d := startDirtier(t, 2048, "all")
+	d.do("spin 200")
+	sink := newMemSink(d.PageSize)
+	sink.rate = 100e6
+	var throttles []float64
+	opts := Options{
+		Tracker: KindUFFD,
+		Controller: ControllerConfig{
+			DowntimeLimit: time.Microsecond, MaxRounds: 8, StallRounds: 1,
+			AutoConverge: true, ThrottleInitial: 0.5, ThrottleStep: 0.2, ThrottleMax: 0.9,
+		},
+		Progress: func(p Progress) { throttles = append(throttles, p.Throttle) },
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := Run(ctx, d.PID, sink, opts)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	defer s.Close()
+	var reasons []Reason
+	for _, r := range s.Rounds() {
+		reasons = append(reasons, r.Decision.Reason)
+	}
+	t.Logf("rounds %v, throttles seen %v, end %s", reasons, throttles, s.Decision().Reason)
+	if !slices.Contains(reasons, ReasonThrottled) {
+		t.Errorf("never throttled: %v", reasons)
+	}
+	if s.Decision().Action != SwitchOver {
+		t.Errorf("Run ended with %+v", s.Decision())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if st := procState(t, d.PID); st == 'T' {
+		t.Fatalf("task left stopped after pre-copy")
+	}
+	if ans := d.do("stop"); !strings.HasPrefix(ans, "ok") {
+		t.Errorf("task after pre-copy: %q", ans)
 	}
 }

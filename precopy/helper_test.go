@@ -89,6 +89,7 @@ func startDirtier(t testing.TB, pages int, mode string) *dirtier {
 	}
 	d := &dirtier{t: t, cmd: cmd, in: in, out: bufio.NewReader(outp), PID: cmd.Process.Pid}
 	t.Cleanup(d.kill)
+	// The first answer comes once the region is filled.
 	f := strings.Fields(d.do("base"))
 	if len(f) != 3 {
 		t.Fatalf("dirtier base: %q", f)
@@ -99,7 +100,8 @@ func startDirtier(t testing.TB, pages int, mode string) *dirtier {
 	return d
 }
 
-// do sends one command and returns the answer line (10 s at most).
+// do sends one command and returns the answer line (60 s at most: the
+// machine may be loaded, and filling 1 GiB is slow then).
 func (d *dirtier) do(format string, args ...any) string {
 	d.t.Helper()
 	if _, err := fmt.Fprintf(d.in, format+"\n", args...); err != nil {
@@ -120,7 +122,7 @@ func (d *dirtier) do(format string, args ...any) string {
 			d.t.Fatalf("dirtier %d: %q: %v", d.PID, format, r.err)
 		}
 		return r.s
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second):
 		d.t.Fatalf("dirtier %d: no answer to %q", d.PID, format)
 		return ""
 	}

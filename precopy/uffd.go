@@ -201,6 +201,12 @@ func (t *uffdTracker) Sync(vmas []*image.VMA, frozen bool) (*Delta, error) {
 			continue
 		}
 		vr := Range{v.Start, v.End}
+		if hugeReservation(v) {
+			// Not registered: sent whole (its present pages, usually
+			// none) every round instead.
+			fresh = append(fresh, vr)
+			continue
+		}
 		var unreg []Range
 		if t.armed {
 			// Pages of VMAs without PAGE_IS_WPALLOWED: not registered.
@@ -241,6 +247,9 @@ func (t *uffdTracker) Sync(vmas []*image.VMA, frozen bool) (*Delta, error) {
 		if !trackable(v) {
 			continue
 		}
+		if hugeReservation(v) {
+			continue
+		}
 		for _, r := range fr.Intersect(v.Start, v.End) {
 			if err := t.protect(r); err != nil {
 				if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) {
@@ -255,6 +264,19 @@ func (t *uffdTracker) Sync(vmas []*image.VMA, frozen bool) (*Delta, error) {
 	d.Fresh = fr.Union(t.untrackable.intersectAll(trackableRanges(vmas)))
 	d.Dirty = d.Dirty.Subtract(d.Fresh)
 	return d, nil
+}
+
+// hugeReservationBytes: PROT_NONE mappings larger than this are not
+// registered. Write-protecting with WP_UNPOPULATED puts a marker in every
+// page table entry, so it allocates page tables for the whole range (the
+// heap reservations of JVMs and Go programs run to gigabytes, all holes).
+// A PROT_NONE mapping cannot be written without changing its protection,
+// but it may be made writable, written and made PROT_NONE again between two
+// Syncs; so instead of being tracked it is reported Fresh every time.
+const hugeReservationBytes = 64 << 20
+
+func hugeReservation(v *image.VMA) bool {
+	return v.Prot == 0 && v.End-v.Start > hugeReservationBytes
 }
 
 // intersectAll returns the parts of rs inside any of o.

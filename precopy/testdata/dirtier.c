@@ -8,6 +8,9 @@
 //   k I             the kernel writes into page I (read(2))    -> "ok"
 //   map N           mmap N new pages and fill them             -> "<hex address>"
 //   unmap A N       munmap N pages at A                        -> "ok"
+//   resv N          mmap N pages PROT_NONE (a reservation)     -> "<hex address>"
+//   poke A I        make page I at A writable, write it, and
+//                   make it PROT_NONE again                    -> "ok"
 //   spin R          a second thread writes R random pages/ms   -> "ok"
 //   stop            stop that thread, answer when it is idle   -> "ok <pages written>"
 //   sum             FNV-1a of the region                       -> "<hex>"
@@ -121,6 +124,22 @@ int main(int argc, char **argv) {
 			unsigned long a = strtoul(line + 5, &rest, 16);
 			size_t n = strtoul(rest, NULL, 10);
 			munmap((void *)a, n * psz);
+			printf("ok\n");
+		} else if (strncmp(line, "resv", 4) == 0) {
+			size_t n = strtoul(line + 4, NULL, 10);
+			void *p = mmap(NULL, n * psz, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+			if (p == MAP_FAILED)
+				return 6;
+			printf("%lx\n", (unsigned long)p);
+		} else if (strncmp(line, "poke", 4) == 0) {
+			unsigned long a = strtoul(line + 4, &rest, 16);
+			size_t i = strtoul(rest, NULL, 10);
+			unsigned char *pg = (unsigned char *)a + i * psz;
+			if (mprotect(pg, psz, PROT_READ | PROT_WRITE) != 0)
+				return 7;
+			memcpy(pg + 10, "poked", 5);
+			if (mprotect(pg, psz, PROT_NONE) != 0)
+				return 8;
 			printf("ok\n");
 		} else if (strncmp(line, "spin", 4) == 0) {
 			rate = strtol(line + 4, NULL, 10);
