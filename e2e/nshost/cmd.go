@@ -146,17 +146,17 @@ func (c *Cmd) Start() error {
 		}
 		dir = wd
 	}
-	stdio, err := c.stdio()
-	if err != nil {
-		c.closeAll()
-		return err
-	}
 	req, err := json.Marshal(spawnRequest{Path: c.Path, Args: c.Args, Env: env, Dir: dir})
 	if err != nil {
 		return fmt.Errorf("nshost: encode request: %w", err)
 	}
 	if len(req) > maxMessage {
 		return fmt.Errorf("nshost: %s: arguments and environment take %d bytes, more than %d", c.Path, len(req), maxMessage)
+	}
+	stdio, err := c.stdio()
+	if err != nil {
+		c.closeAll()
+		return err
 	}
 	fds := make([]int, len(stdio))
 	for i, f := range stdio {

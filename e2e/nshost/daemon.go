@@ -73,7 +73,7 @@ func (h *Host) StartDaemon(ctx context.Context, spec DaemonSpec) (*Daemon, error
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := waitSocket(wctx, h.Path(spec.Socket), cmd.Done()); err != nil {
+	if err := h.waitSocket(wctx, spec.Socket, cmd.Done()); err != nil {
 		d.Stop(time.Second)
 		return nil, fmt.Errorf("nshost: %s in host %s not ready: %w\n%s", spec.Name, h.Name, err, tail(logPath, 20))
 	}

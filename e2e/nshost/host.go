@@ -45,6 +45,7 @@ func (h *Host) InitPID() int { return h.initPID }
 
 // Path turns a path inside the host into one the harness can open: it goes
 // through the init's /proc/PID/root, so /run, /proc and /dev/shm are the host's.
+// Valid while the host is alive: afterwards the init's PID may be reused.
 func (h *Host) Path(p string) string {
 	return fmt.Sprintf("/proc/%d/root%s", h.initPID, filepath.Clean("/"+p))
 }
@@ -197,24 +198,30 @@ func (h *Host) dial() (*net.UnixConn, error) {
 // WaitSocket waits until something accepts connections on the unix socket at
 // path inside the host (e.g. /run/migrated/migrated.sock), or ctx ends.
 func (h *Host) WaitSocket(ctx context.Context, path string) error {
-	return waitSocket(ctx, h.Path(path), nil)
+	return h.waitSocket(ctx, path, nil)
 }
 
-// waitSocket polls until a connection to the unix socket p succeeds. exited,
-// when not nil, ends the wait early: the program that should listen is gone.
-func waitSocket(ctx context.Context, p string, exited <-chan struct{}) error {
+// waitSocket polls until a connection to the unix socket at path inside the
+// host succeeds. exited, when not nil, ends the wait early: the program that
+// should listen is gone.
+func (h *Host) waitSocket(ctx context.Context, path string, exited <-chan struct{}) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		err := probeSocket(p)
+		// Checked each time: once the init is gone, its PID (and so
+		// Path) may name another process.
+		if !h.Alive() {
+			return fmt.Errorf("%w: %s, waiting for socket %s", ErrHostDown, h.Name, path)
+		}
+		err := probeSocket(h.Path(path))
 		if err == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("nshost: wait for socket %s: %w (last: %v)", p, ctx.Err(), err)
+			return fmt.Errorf("nshost: wait for socket %s in host %s: %w (last: %v)", path, h.Name, ctx.Err(), err)
 		case <-exited:
-			return fmt.Errorf("nshost: wait for socket %s: the program exited (last: %v)", p, err)
+			return fmt.Errorf("nshost: wait for socket %s in host %s: the program exited (last: %v)", path, h.Name, err)
 		case <-tick.C:
 		}
 	}
