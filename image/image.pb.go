@@ -2907,9 +2907,12 @@ func (x *Hello) GetFormatVersion() uint32 {
 
 // Layout is the VMA list at the start of a round.
 type Layout struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Round         uint32                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
-	Vmas          []*VMA                 `protobuf:"bytes,2,rep,name=vmas,proto3" json:"vmas,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Round uint32                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Vmas  []*VMA                 `protobuf:"bytes,2,rep,name=vmas,proto3" json:"vmas,omitempty"`
+	// fresh: address ranges (start, end pairs) whose contents are void: the
+	// destination maps them anew before the round's pages land on them.
+	Fresh         []uint64 `protobuf:"varint,3,rep,packed,name=fresh,proto3" json:"fresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2954,6 +2957,13 @@ func (x *Layout) GetRound() uint32 {
 func (x *Layout) GetVmas() []*VMA {
 	if x != nil {
 		return x.Vmas
+	}
+	return nil
+}
+
+func (x *Layout) GetFresh() []uint64 {
+	if x != nil {
+		return x.Fresh
 	}
 	return nil
 }
@@ -3657,10 +3667,11 @@ const file_image_proto_rawDesc = "" +
 	"\amove_id\x18\x01 \x01(\tR\x06moveId\x12\x1f\n" +
 	"\vsource_node\x18\x02 \x01(\tR\n" +
 	"sourceNode\x12%\n" +
-	"\x0eformat_version\x18\x03 \x01(\rR\rformatVersion\"J\n" +
+	"\x0eformat_version\x18\x03 \x01(\rR\rformatVersion\"`\n" +
 	"\x06Layout\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\rR\x05round\x12*\n" +
-	"\x04vmas\x18\x02 \x03(\v2\x16.migrated.image.v1.VMAR\x04vmas\"\x91\x01\n" +
+	"\x04vmas\x18\x02 \x03(\v2\x16.migrated.image.v1.VMAR\x04vmas\x12\x14\n" +
+	"\x05fresh\x18\x03 \x03(\x04R\x05fresh\"\x91\x01\n" +
 	"\tRoundDone\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\rR\x05round\x12\x14\n" +
 	"\x05pages\x18\x02 \x01(\x04R\x05pages\x12\x16\n" +
