@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -39,6 +40,10 @@ func buildDirtier(t testing.TB) string {
 		}
 		dir, err := os.MkdirTemp("", "precopy-dirtier")
 		if err != nil {
+			dirtierErr = err
+			return
+		}
+		if err := os.Chmod(dir, 0o755); err != nil { // other uids run it too
 			dirtierErr = err
 			return
 		}
@@ -73,8 +78,17 @@ type dirtier struct {
 
 func startDirtier(t testing.TB, pages int, mode string) *dirtier {
 	t.Helper()
+	return startDirtierAs(t, pages, mode, nil)
+}
+
+// startDirtierAs starts the dirtier with the given credentials (nil: ours).
+func startDirtierAs(t testing.TB, pages int, mode string, cred *syscall.Credential) *dirtier {
+	t.Helper()
 	path := buildDirtier(t)
 	cmd := exec.Command(path, strconv.Itoa(pages), mode)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -62,13 +63,19 @@ func TestTrackerFindsWrittenPages(t *testing.T) {
 					t.Skipf("soft-dirty cannot run on this kernel: %v", err)
 				}
 			}
-			trackerScenario(t, kind)
+			trackerScenario(t, kind, nil)
 		})
 	}
+	// The userfaultfd is created with the task's credentials: an
+	// unprivileged task with vm.unprivileged_userfaultfd=0 needs
+	// UFFD_USER_MODE_ONLY, and kernel-mode writes must still be seen.
+	t.Run("uffd-wp, task of uid 65534", func(t *testing.T) {
+		trackerScenario(t, KindUFFD, &syscall.Credential{Uid: 65534, Gid: 65534})
+	})
 }
 
-func trackerScenario(t *testing.T, kind Kind) {
-	d := startDirtier(t, 256, "all")
+func trackerScenario(t *testing.T, kind Kind, cred *syscall.Credential) {
+	d := startDirtierAs(t, 256, "all", cred)
 	fdsBefore := fdsOf(t, d.PID)
 	sink := newMemSink(d.PageSize)
 	s, err := start(d.PID, sink, Options{Tracker: kind})
