@@ -51,6 +51,9 @@ func newUFFDTracker(pid int) (*uffdTracker, error) {
 	if supported&uffdWantFeatures != uffdWantFeatures {
 		return nil, fmt.Errorf("userfaultfd features %#x lack WP_ASYNC|WP_UNPOPULATED: %w", supported, ErrUnavailable)
 	}
+	if err := pagemapScanProbe(); err != nil {
+		return nil, err
+	}
 	fd, err := takeUserfaultfd(pid)
 	if err != nil {
 		return nil, err
@@ -69,6 +72,22 @@ func newUFFDTracker(pid int) (*uffdTracker, error) {
 	}
 	t.pagemap = pm
 	return t, nil
+}
+
+// pagemapScanProbe checks that PAGEMAP_SCAN exists (it came with WP_ASYNC,
+// Linux 6.7), on our own pagemap and the first page of the address space
+// (never mapped), before the task is touched.
+func pagemapScanProbe() error {
+	pm, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, ErrUnavailable)
+	}
+	defer pm.Close()
+	t := &uffdTracker{pid: os.Getpid(), pagemap: pm, vec: make([]pageRegion, 1)}
+	if err := t.scan(Range{0, uint64(os.Getpagesize())}, 0, 0, pageIsPresent, pageIsPresent, func(pageRegion) {}); err != nil {
+		return fmt.Errorf("%w: %w", err, ErrUnavailable)
+	}
+	return nil
 }
 
 // uffdSupportedFeatures asks the kernel which userfaultfd features it has,
