@@ -375,7 +375,7 @@ static void check_signals(void)
 		wl_failf("ITIMER_REAL interval is %ld.%06ld s, expected %ld us",
 			 (long)it.it_interval.tv_sec, (long)it.it_interval.tv_usec, itimer_us);
 	before = alrm_count;
-	deadline = wl_mono() + 20 * (uint64_t)itimer_us * 1000 + 200000000ull;
+	deadline = wl_mono() + 20 * (uint64_t)itimer_us * 1000 + 2000000000ull;
 	while (alrm_count == before && wl_mono() < deadline)
 		wl_sleep_ns(1000000);
 	if (alrm_count == before)
