@@ -35,15 +35,25 @@ func CCompiler(arch string) (string, error) {
 	return "", fmt.Errorf("%w: %q", ErrUnsupportedArch, arch)
 }
 
-// HarnessDir is the directory of this package's sources (e2e/power).
+// HarnessDir is the directory of this package's sources (e2e/power), where
+// the scripts, the C sources and testdata are.
 func HarnessDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(file)
+	return filepath.Join(ModuleRoot(), "e2e", "power")
 }
 
-// ModuleRoot is the root of the migrated module (the repository).
+// ModuleRoot is the root of the migrated module (the repository): from this
+// file's path, or, in a -trimpath build, from "go env GOMOD".
 func ModuleRoot() string {
-	return filepath.Dir(filepath.Dir(HarnessDir()))
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		return filepath.Dir(filepath.Dir(filepath.Dir(file)))
+	}
+	if out, err := exec.Command("go", "env", "GOMOD").Output(); err == nil {
+		if mod := strings.TrimSpace(string(out)); filepath.IsAbs(mod) {
+			return filepath.Dir(mod)
+		}
+	}
+	wd, _ := os.Getwd()
+	return wd
 }
 
 func run(ctx context.Context, dir string, env []string, name string, args ...string) error {
