@@ -3,7 +3,7 @@ package restore
 import (
 	"errors"
 	"fmt"
-	"os"
+	"sort"
 
 	"github.com/migrated/migrated/image"
 	"github.com/migrated/migrated/inject"
@@ -34,97 +34,194 @@ func fillProt(v *image.VMA) uint64 {
 // MapVMAs maps every VMA of the task that is not mapped yet, writable while
 // pages are written into it. Special mappings were placed by Start.
 func (p *Process) MapVMAs(vmas []*image.VMA) error {
-	sc := p.sc()
-	var shmSize = map[uint32]uint64{}
-	for _, v := range vmas {
-		if v.Kind == image.VMAKind_VMA_ANON_SHARED {
-			shmSize[v.Shmid] = max(shmSize[v.Shmid], v.Pgoff+v.End-v.Start)
-		}
-	}
+	p.noteShm(vmas)
 	for _, v := range vmas {
 		if v.Special() || p.mapped[v.Start] != nil {
 			continue
 		}
-		if v.End <= v.Start || v.Start%p.PageSize != 0 || v.End%p.PageSize != 0 {
-			return fmt.Errorf("%w: VMA %#x-%#x", ErrBadImage, v.Start, v.End)
-		}
-		if v.Start >= p.stub && v.Start < p.stub+2*p.PageSize || p.stub >= v.Start && p.stub < v.End {
-			return fmt.Errorf("%w: VMA %#x-%#x overlaps the stub", ErrBadImage, v.Start, v.End)
-		}
-		size := v.End - v.Start
-		prot := fillProt(v)
-		flags := uint64(unix.MAP_FIXED_NOREPLACE)
-		if v.Flags&0x0100 != 0 {
-			flags |= unix.MAP_GROWSDOWN
-		}
-		fd := ^uint64(0)
-		off := uint64(0)
-		closeFd := false
-		switch v.Kind {
-		case image.VMAKind_VMA_ANON_PRIVATE, image.VMAKind_VMA_HEAP, image.VMAKind_VMA_STACK:
-			flags |= unix.MAP_PRIVATE | unix.MAP_ANONYMOUS
-		case image.VMAKind_VMA_ANON_SHARED:
-			// One memfd per shared object, so that VMAs of the same object
-			// share their pages again.
-			f, ok := p.shmFds[v.Shmid]
-			if !ok {
-				name, err := p.writeScratch(cstr("migrated-shm"))
-				if err != nil {
-					return err
-				}
-				if f, err = p.call("memfd_create", sc.MemfdCreate, name, unix.MFD_CLOEXEC); err != nil {
-					return err
-				}
-				if _, err := p.call("ftruncate", sc.Ftruncate, f, shmSize[v.Shmid]); err != nil {
-					return err
-				}
-				p.shmFds[v.Shmid] = f
-			}
-			fd, off = f, v.Pgoff
-			flags |= unix.MAP_SHARED
-		case image.VMAKind_VMA_FILE_PRIVATE, image.VMAKind_VMA_FILE_SHARED:
-			if err := checkFile(v.Path, v.File); err != nil {
-				return fmt.Errorf("mapping %#x-%#x: %w", v.Start, v.End, err)
-			}
-			mode := uint64(unix.O_RDONLY)
-			if v.Kind == image.VMAKind_VMA_FILE_SHARED && v.Prot&unix.PROT_WRITE != 0 {
-				mode = unix.O_RDWR
-			}
-			path, err := p.writeScratch(cstr(v.Path))
-			if err != nil {
-				return err
-			}
-			f, err := p.call("openat "+v.Path, sc.Openat, uint64(atFdcwd), path, mode|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return err
-			}
-			fd, off, closeFd = f, v.Pgoff, true
-			if v.Kind == image.VMAKind_VMA_FILE_SHARED {
-				flags |= unix.MAP_SHARED
-			} else {
-				flags |= unix.MAP_PRIVATE
-			}
-		default:
-			return fmt.Errorf("%w: VMA %#x-%#x of kind %v", ErrBadImage, v.Start, v.End, v.Kind)
-		}
-		if p.Arch.MmapUsesPages() {
-			off /= 4096
-		}
-		got, err := p.call("mmap", sc.Mmap, v.Start, size, prot, flags, fd, off)
-		if closeFd {
-			_, _ = p.call("close", sc.Close, fd)
-		}
-		if err != nil {
-			var se *inject.SyscallError
-			if errors.As(err, &se) && se.Errno == unix.EEXIST {
-				return fmt.Errorf("map %#x-%#x: the range is taken in the new process: %w", v.Start, v.End, ErrBadImage)
-			}
-			return fmt.Errorf("map %#x-%#x (%s): %w", v.Start, v.End, v.Path, err)
-		}
-		if got != v.Start {
-			return fmt.Errorf("map %#x-%#x: the kernel placed it at %#x", v.Start, v.End, got)
+		if err := p.mapRange(v, v.Start, v.End, false); err != nil {
+			return err
 		}
 		p.mapped[v.Start] = v
+	}
+	return nil
+}
+
+// noteShm records the size each shared anonymous object needs.
+func (p *Process) noteShm(vmas []*image.VMA) {
+	for _, v := range vmas {
+		if v.Kind == image.VMAKind_VMA_ANON_SHARED {
+			p.shmSize[v.Shmid] = max(p.shmSize[v.Shmid], v.Pgoff+v.End-v.Start)
+		}
+	}
+}
+
+// ApplyLayout makes the new process's address space follow the task's
+// between pre-copy rounds: addresses no VMA covers any more are unmapped,
+// fresh ranges (new or replaced mappings) are mapped anew, and every other
+// address keeps its contents (a split or merge of VMAs moves no data).
+// fresh holds start, end pairs.
+func (p *Process) ApplyLayout(vmas []*image.VMA, fresh []uint64) error {
+	if len(fresh)%2 != 0 {
+		return fmt.Errorf("%w: odd fresh range list", ErrBadImage)
+	}
+	p.noteShm(vmas)
+	// Unmap what the task no longer maps.
+	var cover []*image.VMA
+	for _, v := range vmas {
+		if !v.Special() {
+			cover = append(cover, v)
+		}
+	}
+	sort.Slice(cover, func(i, j int) bool { return cover[i].Start < cover[j].Start })
+	for _, old := range p.mapped {
+		for _, gap := range uncovered(old.Start, old.End, cover) {
+			if _, err := p.call("munmap", p.sc().Munmap, gap[0], gap[1]-gap[0]); err != nil {
+				return fmt.Errorf("unmap %#x-%#x: %w", gap[0], gap[1], err)
+			}
+		}
+	}
+	// Map the fresh parts, and what was never mapped.
+	next := map[uint64]*image.VMA{}
+	for _, v := range cover {
+		wasMapped := p.covered(v.Start, v.End)
+		for i := 0; i+1 < len(fresh); i += 2 {
+			lo, hi := max(v.Start, fresh[i]), min(v.End, fresh[i+1])
+			if lo < hi && wasMapped {
+				if err := p.mapRange(v, lo, hi, true); err != nil {
+					return err
+				}
+			}
+		}
+		if !wasMapped {
+			if err := p.mapRange(v, v.Start, v.End, true); err != nil {
+				return err
+			}
+		}
+		next[v.Start] = v
+	}
+	p.mapped = next
+	return nil
+}
+
+// covered tells whether [lo, hi) lies wholly inside the mapped VMAs.
+func (p *Process) covered(lo, hi uint64) bool {
+	var vs []*image.VMA
+	for _, v := range p.mapped {
+		vs = append(vs, v)
+	}
+	sort.Slice(vs, func(i, j int) bool { return vs[i].Start < vs[j].Start })
+	return len(uncovered(lo, hi, vs)) == 0
+}
+
+// uncovered returns the parts of [lo, hi) no VMA of sorted covers.
+func uncovered(lo, hi uint64, sorted []*image.VMA) [][2]uint64 {
+	var out [][2]uint64
+	cur := lo
+	for _, v := range sorted {
+		if v.End <= cur || v.Start >= hi {
+			continue
+		}
+		if v.Start > cur {
+			out = append(out, [2]uint64{cur, v.Start})
+		}
+		cur = max(cur, v.End)
+		if cur >= hi {
+			break
+		}
+	}
+	if cur < hi {
+		out = append(out, [2]uint64{cur, hi})
+	}
+	return out
+}
+
+// mapRange maps [lo, hi) of VMA v in the new process, writable while it is
+// filled. replace maps over whatever is there (MAP_FIXED); otherwise the
+// range must be free (MAP_FIXED_NOREPLACE).
+func (p *Process) mapRange(v *image.VMA, lo, hi uint64, replace bool) error {
+	sc := p.sc()
+	if v.End <= v.Start || lo%p.PageSize != 0 || hi%p.PageSize != 0 || lo < v.Start || hi > v.End || lo >= hi {
+		return fmt.Errorf("%w: VMA %#x-%#x (range %#x-%#x)", ErrBadImage, v.Start, v.End, lo, hi)
+	}
+	if p.stub != 0 && lo < p.stub+2*p.PageSize && p.stub < hi {
+		return fmt.Errorf("%w: VMA %#x-%#x overlaps the stub page at %#x", ErrStubInTheWay, v.Start, v.End, p.stub)
+	}
+	size := hi - lo
+	prot := fillProt(v)
+	flags := uint64(unix.MAP_FIXED_NOREPLACE)
+	if replace {
+		flags = unix.MAP_FIXED
+	}
+	if v.Flags&0x0100 != 0 {
+		flags |= unix.MAP_GROWSDOWN
+	}
+	fd := ^uint64(0)
+	off := uint64(0)
+	closeFd := false
+	switch v.Kind {
+	case image.VMAKind_VMA_ANON_PRIVATE, image.VMAKind_VMA_HEAP, image.VMAKind_VMA_STACK:
+		flags |= unix.MAP_PRIVATE | unix.MAP_ANONYMOUS
+	case image.VMAKind_VMA_ANON_SHARED:
+		// One memfd per shared object, so that VMAs of the same object
+		// share their pages again.
+		f, ok := p.shmFds[v.Shmid]
+		if !ok {
+			name, err := p.writeScratch(cstr("migrated-shm"))
+			if err != nil {
+				return err
+			}
+			if f, err = p.call("memfd_create", sc.MemfdCreate, name, unix.MFD_CLOEXEC); err != nil {
+				return err
+			}
+			if _, err := p.call("ftruncate", sc.Ftruncate, f, p.shmSize[v.Shmid]); err != nil {
+				return err
+			}
+			p.shmFds[v.Shmid] = f
+		}
+		fd, off = f, v.Pgoff+(lo-v.Start)
+		flags |= unix.MAP_SHARED
+	case image.VMAKind_VMA_FILE_PRIVATE, image.VMAKind_VMA_FILE_SHARED:
+		if err := checkFile(v.Path, v.File); err != nil {
+			return fmt.Errorf("mapping %#x-%#x: %w", v.Start, v.End, err)
+		}
+		mode := uint64(unix.O_RDONLY)
+		if v.Kind == image.VMAKind_VMA_FILE_SHARED && v.Prot&unix.PROT_WRITE != 0 {
+			mode = unix.O_RDWR
+		}
+		path, err := p.writeScratch(cstr(v.Path))
+		if err != nil {
+			return err
+		}
+		f, err := p.call("openat "+v.Path, sc.Openat, uint64(atFdcwd), path, mode|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		fd, off, closeFd = f, v.Pgoff+(lo-v.Start), true
+		if v.Kind == image.VMAKind_VMA_FILE_SHARED {
+			flags |= unix.MAP_SHARED
+		} else {
+			flags |= unix.MAP_PRIVATE
+		}
+	default:
+		return fmt.Errorf("%w: VMA %#x-%#x of kind %v", ErrBadImage, v.Start, v.End, v.Kind)
+	}
+	if p.Arch.MmapUsesPages() {
+		off /= 4096
+	}
+	got, err := p.call("mmap", sc.Mmap, lo, size, prot, flags, fd, off)
+	if closeFd {
+		_, _ = p.call("close", sc.Close, fd)
+	}
+	if err != nil {
+		var se *inject.SyscallError
+		if errors.As(err, &se) && se.Errno == unix.EEXIST {
+			return fmt.Errorf("map %#x-%#x: the range is taken in the new process: %w", lo, hi, ErrBadImage)
+		}
+		return fmt.Errorf("map %#x-%#x (%s): %w", lo, hi, v.Path, err)
+	}
+	if got != lo {
+		return fmt.Errorf("map %#x-%#x: the kernel placed it at %#x", lo, hi, got)
 	}
 	return nil
 }
@@ -152,6 +249,38 @@ func checkFile(path string, id *image.FileIdentity) error {
 // WritePages writes n pages at addr (inside a mapped VMA) from data.
 func (p *Process) WritePages(addr uint64, data []byte) error {
 	return inject.WriteMem(p.PID, addr, data)
+}
+
+// vmaAt finds the mapped VMA holding [addr, addr+size).
+func (p *Process) vmaAt(addr, size uint64) (*image.VMA, error) {
+	for _, v := range p.mapped {
+		if addr >= v.Start && addr+size <= v.End && addr+size >= addr {
+			return v, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: pages %#x-%#x are in no VMA", ErrBadImage, addr, addr+size)
+}
+
+// WriteAt writes page data at addr: it must lie inside one VMA whose pages
+// travel.
+func (p *Process) WriteAt(addr uint64, data []byte) error {
+	v, err := p.vmaAt(addr, uint64(len(data)))
+	if err != nil {
+		return err
+	}
+	if !v.PagesTravel() {
+		return fmt.Errorf("%w: pages for %#x-%#x, whose pages do not travel", ErrBadImage, v.Start, v.End)
+	}
+	return inject.WriteMem(p.PID, addr, data)
+}
+
+// ZeroAt makes size bytes of pages at addr zero.
+func (p *Process) ZeroAt(addr, size uint64) error {
+	v, err := p.vmaAt(addr, size)
+	if err != nil {
+		return err
+	}
+	return p.ZeroPages(v, addr, int(size/p.PageSize))
 }
 
 // ZeroPages makes n pages at addr zero again (a page that was sent in an
@@ -209,5 +338,3 @@ func (p *Process) Kill() {
 	}
 	p.tracer.Close()
 }
-
-var _ = os.Getpagesize

@@ -29,6 +29,9 @@ var (
 	ErrFileChanged = errors.New("a file of the task differs here")
 	// ErrBadImage: the image contradicts itself.
 	ErrBadImage = errors.New("inconsistent image")
+	// ErrStubInTheWay: a mapping that appeared during pre-copy lies where the
+	// stub was placed; the move must start again.
+	ErrStubInTheWay = errors.New("a new mapping of the task lies on the restore stub")
 )
 
 // Options of a restore.
@@ -56,6 +59,7 @@ type Process struct {
 	mapped  map[uint64]*image.VMA // by start
 	shmFds  map[uint32]uint64     // shmid -> fd in the new process, while mapping
 	threads []*threadBuild        // set by Finish
+	shmSize map[uint32]uint64
 	log     *slog.Logger
 }
 
@@ -80,7 +84,7 @@ func Start(t *image.Task, opts Options) (*Process, error) {
 		log = slog.New(slog.NewTextHandler(discard{}, nil))
 	}
 	p := &Process{Task: t, Arch: a, PageSize: pageSize, opts: opts, tracer: inject.NewTracer(),
-		mapped: map[uint64]*image.VMA{}, shmFds: map[uint32]uint64{}, log: log}
+		mapped: map[uint64]*image.VMA{}, shmFds: map[uint32]uint64{}, shmSize: map[uint32]uint64{}, log: log}
 	if err := p.start(); err != nil {
 		p.Kill()
 		return nil, err
