@@ -77,6 +77,23 @@
 //	res, err := p.Finish(pid)                  // SIGUSR2, then wait for DIR/result
 //	if !res.Passed() { t.Fatal(res.Status) }
 //
+// In a namespace host the harness starts the workload itself through
+// Opts.Launch (the host's init forks and reaps it), delivers signals through
+// Opts.Signal (or signals it and calls WaitResult), and finds any copy of it
+// by its marker with Pids:
+//
+//	p := set.Start(t, "threads", workload.Opts{
+//		Launch: func(l workload.Launch) (int, error) {
+//			c := hostA.Command(ctx, l.Argv[0], l.Argv[1:]...)
+//			c.Env, c.Dir, c.Stdout, c.Stderr = l.Env, l.Dir, l.Output, l.Output
+//			if err := c.Start(); err != nil {
+//				return 0, err
+//			}
+//			return c.Process.RootPID, nil
+//		},
+//		Signal: func(pid int, sig syscall.Signal) error { return current.Signal(pid, sig) },
+//	})
+//
 // Build compiles every program once into a directory named after a hash of the
 // sources and the toolchains (under os.TempDir), so later test binaries reuse
 // it. The driver never waits for a workload in the background: a waiter in the

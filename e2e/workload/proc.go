@@ -32,10 +32,15 @@ type Opts struct {
 	Cred *syscall.Credential
 	// BaseDir is where the work directory is created (default os.TempDir()).
 	BaseDir string
-	// Wrap, when set, may change the command just before it starts: the e2e
-	// harness uses it to start the workload inside a namespace host
-	// (SysProcAttr.Cloneflags, or an nsenter-style launcher as cmd.Path).
+	// Wrap, when set, may change the command just before it starts
+	// (SysProcAttr.Cloneflags for new namespaces, ExtraFiles, or an
+	// nsenter-style launcher as cmd.Path).
 	Wrap func(cmd *exec.Cmd) error
+	// Launch, when set, starts the workload instead of the driver: the e2e
+	// harness uses it to start it inside a namespace host whose init forks
+	// and reaps it (nshost.Host.Command). It returns the workload's pid as
+	// the test sees it. Wrap is not used then.
+	Launch func(l Launch) (int, error)
 	// Signal delivers a signal to the given pid; the default is kill(2) in
 	// the test's PID namespace. A harness whose PIDs differ sets it.
 	Signal func(pid int, sig syscall.Signal) error
@@ -43,6 +48,20 @@ type Opts struct {
 	ReadyTimeout time.Duration
 	// FinishTimeout bounds Finish's wait for the result (default 60s).
 	FinishTimeout time.Duration
+}
+
+// Launch is what a launcher needs to start a workload the way Start would.
+type Launch struct {
+	// Argv is the program and its arguments (--dir included).
+	Argv []string
+	// Env is the complete environment, the marker included.
+	Env []string
+	// Dir is the working directory (the work directory).
+	Dir string
+	// Output takes stdout and stderr; stdin must be /dev/null.
+	Output *os.File
+	// Cred is Opts.Cred.
+	Cred *syscall.Credential
 }
 
 // Proc is one started workload.
@@ -59,6 +78,8 @@ type Proc struct {
 	t      testing.TB
 	opts   Opts
 	reaped bool
+	// launched: started by Opts.Launch, so not a child of the test.
+	launched bool
 }
 
 // ErrTimeout is returned when a workload does not answer in time.
@@ -103,14 +124,25 @@ func (s *Set) Start(t testing.TB, name string, opts Opts) *Proc {
 		}
 	}
 
-	cmd := exec.Command(argv[0], append(append(argv[1:], "--dir="+dir), opts.Args...)...)
-	cmd.Dir = dir
-	cmd.Env = append([]string{
+	args := append(append(argv[1:], "--dir="+dir), opts.Args...)
+	env := append([]string{
 		"PATH=/usr/local/bin:/usr/bin:/bin",
 		"HOME=/",
 		"LANG=C",
 		MarkerEnv + "=" + dir,
 	}, opts.Env...)
+	closeInheritedOnExec()
+	if opts.Launch != nil {
+		pid, err := opts.Launch(Launch{Argv: append([]string{argv[0]}, args...), Env: env, Dir: dir, Output: out, Cred: opts.Cred})
+		if err != nil {
+			t.Fatalf("launch %s: %v", name, err)
+		}
+		p.Pid, p.launched = pid, true
+		return p
+	}
+	cmd := exec.Command(argv[0], args...)
+	cmd.Dir = dir
+	cmd.Env = env
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{}
@@ -122,7 +154,6 @@ func (s *Set) Start(t testing.TB, name string, opts Opts) *Proc {
 			t.Fatalf("wrap %s: %v", name, err)
 		}
 	}
-	closeInheritedOnExec()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -174,6 +205,15 @@ func (p *Proc) exited() (bool, string) {
 	if p.reaped {
 		return true, "reaped"
 	}
+	if p.launched {
+		// Not our child: gone when its pid no longer carries the marker
+		// (a zombie's environment reads empty).
+		if !p.hasMarker(p.Pid) {
+			p.reaped = true
+			return true, "gone"
+		}
+		return false, ""
+	}
 	var ws unix.WaitStatus
 	wpid, err := unix.Wait4(p.Pid, &ws, unix.WNOHANG, nil)
 	if err == unix.ECHILD {
@@ -206,7 +246,7 @@ func (p *Proc) WaitReady() (int, error) {
 			}
 			return pid, nil
 		}
-		if p.opts.Wrap == nil {
+		if p.opts.Wrap == nil && p.opts.Launch == nil {
 			if gone, how := p.exited(); gone {
 				return 0, fmt.Errorf("%s exited before it was ready (%s): %s", p.Name, how, p.Output())
 			}
@@ -261,6 +301,17 @@ func (p *Proc) Finish(pid int) (Result, error) {
 	if err := p.Signal(pid, syscall.SIGUSR2); err != nil {
 		return Result{}, err
 	}
+	res, err := p.WaitResult()
+	if err != nil {
+		return Result{}, fmt.Errorf("%w (pid %d signalled)", err, pid)
+	}
+	p.reapPid(pid, 10*time.Second)
+	return res, nil
+}
+
+// WaitResult waits for DIR/result (Opts.FinishTimeout) without signalling:
+// for a harness that delivers SIGUSR2 itself.
+func (p *Proc) WaitResult() (Result, error) {
 	to := p.timeout(p.opts.FinishTimeout)
 	deadline := time.Now().Add(to)
 	for {
@@ -270,11 +321,10 @@ func (p *Proc) Finish(pid int) (Result, error) {
 			if err != nil {
 				return Result{}, fmt.Errorf("%s: %w", p.Name, err)
 			}
-			p.reapPid(pid, 10*time.Second)
 			return res, nil
 		}
 		if time.Now().After(deadline) {
-			return Result{}, fmt.Errorf("%s (pid %d): no result %v after SIGUSR2: %w\n%s", p.Name, pid, to, ErrTimeout, p.Output())
+			return Result{}, fmt.Errorf("%s: no result %v after SIGUSR2: %w\n%s", p.Name, to, ErrTimeout, p.Output())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -283,6 +333,9 @@ func (p *Proc) Finish(pid int) (Result, error) {
 // reapPid waits for pid to exit when it is our child (the original, or a
 // restored process adopted by a subreaper test).
 func (p *Proc) reapPid(pid int, timeout time.Duration) {
+	if p.launched {
+		return
+	}
 	if pid == p.Pid {
 		_ = p.Reap(timeout)
 		return
@@ -322,22 +375,24 @@ func (p *Proc) Pids() []int {
 	if err != nil {
 		return nil
 	}
-	marker := []byte(MarkerEnv + "=" + p.Dir + "\x00")
 	var pids []int
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil {
-			continue
-		}
-		if bytes.HasPrefix(env, marker) || bytes.Contains(env, append([]byte{0}, marker...)) {
+		if err == nil && p.hasMarker(pid) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// hasMarker reports whether pid is a live process carrying the marker.
+func (p *Proc) hasMarker(pid int) bool {
+	env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return false
+	}
+	marker := []byte(MarkerEnv + "=" + p.Dir + "\x00")
+	return bytes.HasPrefix(env, marker) || bytes.Contains(env, append([]byte{0}, marker...))
 }
 
 func (p *Proc) cleanup() {
@@ -345,7 +400,7 @@ func (p *Proc) cleanup() {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		p.reapPid(pid, 5*time.Second)
 	}
-	if !p.reaped {
+	if !p.reaped && !p.launched {
 		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
 		_ = p.Reap(5 * time.Second)
 	}

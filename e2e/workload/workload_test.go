@@ -374,3 +374,49 @@ func TestWrapNewPIDNamespace(t *testing.T) {
 		t.Fatalf("result pid=%s, want 1", res.Fields["pid"])
 	}
 }
+
+// TestLaunch starts a workload through Opts.Launch, as the namespace-host
+// harness does: the launcher, not the test, is its parent and reaps it.
+func TestLaunch(t *testing.T) {
+	s := Build(t)
+	reaped := make(chan error, 1)
+	var launched Launch
+	p := s.Start(t, "zdtm/umask", Opts{Launch: func(l Launch) (int, error) {
+		launched = l
+		cmd := exec.Command(l.Argv[0], l.Argv[1:]...)
+		cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = l.Env, l.Dir, l.Output, l.Output
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		go func() { reaped <- cmd.Wait() }()
+		return cmd.Process.Pid, nil
+	}})
+	if launched.Dir != p.Dir || !strings.Contains(strings.Join(launched.Env, " "), MarkerEnv+"="+p.Dir) {
+		t.Fatalf("launch spec %+v does not carry the work directory and marker", launched)
+	}
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitProgress(2, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Finish(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Passed() {
+		t.Fatalf("%s\n%s", res.Status, p.Output())
+	}
+	select {
+	case err := <-reaped:
+		if err != nil {
+			t.Fatalf("launcher's wait: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the workload did not exit after its result")
+	}
+	if err := p.Reap(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
