@@ -25,8 +25,9 @@ const (
 	// ProfileLAN is memberlist's DefaultLANConfig: a failed node is
 	// declared dead after roughly 5-25 s.
 	ProfileLAN = "lan"
-	// ProfileLocal is DefaultLocalConfig: faster probing, for one machine
-	// or a quiet LAN.
+	// ProfileLocal is DefaultLocalConfig with suspicion that does not
+	// stretch when few peers can confirm it: a failed node is declared
+	// dead after about 3-5 s. For one machine or a quiet LAN.
 	ProfileLocal = "local"
 )
 
@@ -145,6 +146,7 @@ func Start(cfg Config) (*Cluster, error) {
 		mc = memberlist.DefaultLANConfig()
 	case ProfileLocal:
 		mc = memberlist.DefaultLocalConfig()
+		mc.SuspicionMaxTimeoutMult = 1
 	default:
 		return nil, fmt.Errorf("cluster: unknown gossip profile %q (lan, local)", cfg.Profile)
 	}
