@@ -37,6 +37,15 @@ type Config struct {
 	// tasks over the near-best targets instead of all choosing the one with
 	// the most headroom. 0 means the most headroom, strictly.
 	Spread float64 `json:"spread"`
+	// Levelling allows, for a hot node that has no move keeping its target
+	// under the ceiling, a move whose target ends no hotter than the source
+	// after the move. It lets a node whose remaining tasks are each bigger
+	// than any target's headroom (a tight compatibility pool, evenly loaded)
+	// shed one, at the price of a target that may end above High. Such a
+	// move cannot invert the pair, so the task never comes straight back,
+	// and every levelling move lowers the pair's peak by at least MinGain.
+	// Off by default: by default a target never becomes hot.
+	Levelling bool `json:"levelling"`
 	// MinHotUtil is an absolute floor: a node under this utilisation is
 	// never hot, however idle the rest of the cluster is.
 	MinHotUtil float64 `json:"min_hot_util"`

@@ -64,6 +64,9 @@ type Proposal struct {
 	Gain float64 `json:"gain"`
 	// Cost of the move in the same unit (Config.CostPerGiB, CostPerDowntimeSecond).
 	Cost float64 `json:"cost"`
+	// Levelling: no target had room under the ceiling, and the target ends
+	// no hotter than the source (Config.Levelling).
+	Levelling bool `json:"levelling,omitempty"`
 	// Score = Gain - Cost, at least Config.MinGain.
 	Score    float64      `json:"score"`
 	Estimate MoveEstimate `json:"estimate"`
@@ -339,7 +342,11 @@ func (pl *planner) pool(s, ti int) (sig []int, mean float64) {
 // the most headroom under Ceiling*mean are tied and the highest rendezvous
 // hash of (task, node) wins. -1 if none; candidates counts the compatible
 // nodes below Low*mean.
-func (pl *planner) target(s, ti int, sig []int, mean float64) (best, candidates int) {
+//
+// With level > 0 (a levelling move, Config.Levelling) a target fits when it
+// ends at or below level, the source's utilisation after the move, instead
+// of under the ceiling.
+func (pl *planner) target(s, ti int, sig []int, mean, level float64) (best, candidates int) {
 	cfg := &pl.p.cfg
 	t := &pl.v.Tasks[ti]
 	need := float64(t.RSS) + float64(cfg.MemoryReserve)
@@ -354,7 +361,11 @@ func (pl *planner) target(s, ti int, sig []int, mean float64) (best, candidates 
 			}
 			candidates++
 			room := ceil*ns.n.CPUs - ns.load
-			if room < t.CPU || ns.free < need || pl.backedOff(t.ID, ns.n.ID) {
+			fits := room >= t.CPU
+			if level > 0 {
+				fits = (ns.load+t.CPU)/ns.n.CPUs <= level
+			}
+			if !fits || ns.free < need || pl.backedOff(t.ID, ns.n.ID) {
 				continue
 			}
 			pl.fit = append(pl.fit, fit{d, room})
@@ -434,7 +445,8 @@ func (pl *planner) serve(s int) (*Proposal, *Hold) {
 		bw = cfg.DefaultBandwidth
 	}
 	var (
-		best                                *Proposal
+		best, bestLevel                     *Proposal
+		bestLevelCands                      int
 		bestCands                           int
 		nManifest, nCooling, nIdle, nNoConv int
 		nNoPool, nEven, nNoTarget, nLow     int
@@ -496,7 +508,12 @@ func (pl *planner) serve(s int) (*Proposal, *Hold) {
 			nEven++
 			continue
 		}
-		d, cands := pl.target(s, ti, sig, pm)
+		level := 0.0
+		d, cands := pl.target(s, ti, sig, pm, 0)
+		if d < 0 && cfg.Levelling {
+			level = (src.load - t.CPU) / src.n.CPUs
+			d, cands = pl.target(s, ti, sig, pm, level)
+		}
 		if d < 0 {
 			nNoTarget++
 			continue
@@ -514,11 +531,20 @@ func (pl *planner) serve(s int) (*Proposal, *Hold) {
 		cand := &Proposal{
 			Task: t.ID, Source: src.n.ID, Target: dst.n.ID, CPU: t.CPU, RSS: t.RSS,
 			SourceUtil: us, SourceUtilAfter: usAfter, TargetUtil: dst.util(), TargetUtilAfter: udAfter,
-			PoolMean: pm, Gain: gain, Cost: cost, Score: score, Estimate: est,
+			PoolMean: pm, Gain: gain, Cost: cost, Score: score, Estimate: est, Levelling: level > 0,
 		}
-		if best == nil || betterProposal(cand, best) {
+		switch {
+		case cand.Levelling:
+			if bestLevel == nil || betterProposal(cand, bestLevel) {
+				bestLevel, bestLevelCands = cand, cands
+			}
+		case best == nil || betterProposal(cand, best):
 			best, bestCands = cand, cands
 		}
+	}
+	if best == nil && bestLevel != nil {
+		// Only when no move keeps its target under the ceiling.
+		best, bestCands = bestLevel, bestLevelCands
 	}
 	if best == nil {
 		var parts []string
@@ -547,12 +573,17 @@ func (pl *planner) serve(s int) (*Proposal, *Hold) {
 	}
 	d := pl.byID[best.Target]
 	pm := best.PoolMean
+	level := ""
+	if best.Levelling {
+		level = fmt.Sprintf(" (a levelling move: no compatible node has room for it under %.2f, and %s ends no hotter than %s)",
+			cfg.Ceiling*pm, best.Target, best.Source)
+	}
 	best.Why = fmt.Sprintf("%s; task %s (%.2f CPUs, RSS %s) goes to %s, of %d compatible nodes below %.2f "+
 		"(%.2f x their mean %.2f) the one with the most headroom under %.2f (%.2f CPUs): %s from %.2f to %.2f, "+
-		"%s from %.2f to %.2f; gain %.3f, cost %.3f (%s to send in %d rounds, ~%v, downtime ~%v), score %.3f >= %.3f",
+		"%s from %.2f to %.2f%s; gain %.3f, cost %.3f (%s to send in %d rounds, ~%v, downtime ~%v), score %.3f >= %.3f",
 		hotWhy, best.Task, best.CPU, bytesString(float64(best.RSS)), best.Target, bestCands, cfg.Low*pm, cfg.Low, pm,
 		cfg.Ceiling*pm, cfg.Ceiling*pm*pl.nodes[d].n.CPUs-pl.nodes[d].load,
-		best.Source, best.SourceUtil, best.SourceUtilAfter, best.Target, best.TargetUtil, best.TargetUtilAfter,
+		best.Source, best.SourceUtil, best.SourceUtilAfter, best.Target, best.TargetUtil, best.TargetUtilAfter, level,
 		best.Gain, best.Cost, bytesString(best.Estimate.Bytes), best.Estimate.Rounds+1,
 		best.Estimate.Duration.Round(time.Millisecond), best.Estimate.Downtime.Round(time.Millisecond),
 		best.Score, cfg.MinGain)
@@ -656,6 +687,10 @@ func (p *Policy) Admit(v *View, t *Task, target string) error {
 		}
 	}
 	limit := cfg.Ceiling * load / cpu
+	if si, ok := pl.byID[t.Node]; ok && cfg.Levelling {
+		// A levelling move may lift the target up to the source's level.
+		limit = math.Max(limit, (pl.nodes[si].load-t.CPU)/pl.nodes[si].n.CPUs)
+	}
 	if after := (dst.load + t.CPU) / dst.n.CPUs; after > limit {
 		return fmt.Errorf("%w: node %s would rise to util %.2f, above %.2f = %.2f x the mean of the task's pool",
 			ErrRefused, target, after, limit, cfg.Ceiling)

@@ -704,3 +704,49 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Fatalf("snapshot lost state: %+v", s.Backoffs)
 	}
 }
+
+func TestLevelling(t *testing.T) {
+	// a (1.0) runs two 4-CPU tasks; b, c, d are at 0.2 with 2.4 CPUs of
+	// headroom under the ceiling (1.10 x 0.4): no task fits under it, but
+	// each fits on them without lifting them above a's 0.6 after the move.
+	view := func(t *testing.T) *rebalance.View {
+		return &rebalance.View{Now: t0, Nodes: []rebalance.Node{
+			node(t, "a", "ppc64le-power9", 10, 10),
+			node(t, "b", "ppc64le-power9", 10, 2),
+			node(t, "c", "ppc64le-power9", 10, 2),
+			node(t, "d", "ppc64le-power9", 10, 2),
+		}, Tasks: []rebalance.Task{task(t, "t1", "a", "ppc64le", 4), task(t, "t2", "a", "ppc64le", 4)}}
+	}
+	pl := policy(t, nil).Plan(view(t))
+	if moves(pl) != "-" || !strings.Contains(pl.Holds[0].Why, "2 have no compatible target") {
+		t.Fatalf("without levelling: moves %s holds %+v", moves(pl), pl.Holds)
+	}
+	p := policy(t, func(c *rebalance.Config) { c.Levelling = true })
+	v := view(t)
+	pl = p.Plan(v)
+	if len(pl.Proposals) != 1 {
+		t.Fatalf("with levelling: moves %s holds %+v", moves(pl), pl.Holds)
+	}
+	pr := pl.Proposals[0]
+	if !pr.Levelling || pr.TargetUtilAfter > pr.SourceUtilAfter || !strings.Contains(pr.Why, "levelling") {
+		t.Fatalf("levelling proposal %+v", pr)
+	}
+	var tk rebalance.Task
+	for _, x := range v.Tasks {
+		if x.ID == pr.Task {
+			tk = x
+		}
+	}
+	if err := p.Admit(v, &tk, pr.Target); err != nil {
+		t.Fatalf("the destination refuses a levelling move: %v", err)
+	}
+	if err := policy(t, nil).Admit(v, &tk, pr.Target); !errors.Is(err, rebalance.ErrRefused) {
+		t.Fatalf("without levelling the destination admits it: %v", err)
+	}
+	// A regular move, when one exists, wins over a levelling one.
+	v.Nodes = append(v.Nodes, node(t, "e", "ppc64le-power9", 40, 4))
+	pl = p.Plan(v)
+	if len(pl.Proposals) != 1 || pl.Proposals[0].Levelling || pl.Proposals[0].Target != "e" {
+		t.Fatalf("with room on e: %+v", pl.Proposals)
+	}
+}
