@@ -240,8 +240,8 @@ func newPageSender(s *Session) (*pageSender, error) {
 	if len(p.streams) == 0 {
 		return nil, fmt.Errorf("page sender: %w: no page connections", ErrProtocol)
 	}
-	p.jobs = make(chan *encodeJob, o.EncodeWorkers)
-	p.out = make(chan *outFrame, 2*len(p.streams))
+	p.jobs = make(chan *encodeJob, o.QueueFrames)
+	p.out = make(chan *outFrame, o.QueueFrames)
 	nbuf := o.EncodeWorkers + cap(p.out) + len(p.streams)
 	p.free = make(chan *outFrame, nbuf)
 	for i := 0; i < nbuf; i++ {
@@ -410,7 +410,7 @@ func (p *pageSender) writeLoop(st *quic.SendStream) {
 		if p.tamper != nil {
 			p.tamper(fr.buf)
 		}
-		err := writeWithProgress(st, fr.buf, stall)
+		err := writeFrame(st, fr.buf, stall)
 		if err != nil {
 			p.s.fail(classify("write page frame", err), codeFailed)
 		} else {
@@ -421,19 +421,15 @@ func (p *pageSender) writeLoop(st *quic.SendStream) {
 	}
 }
 
-// writeWithProgress writes b in chunks, each with its own deadline, so
-// that a slow but moving receiver is not mistaken for a stalled one.
-func writeWithProgress(st *quic.SendStream, b []byte, stall time.Duration) error {
-	const chunk = 64 << 10
-	for len(b) > 0 {
-		n := min(len(b), chunk)
-		st.SetWriteDeadline(time.Now().Add(stall))
-		if _, err := st.Write(b[:n]); err != nil {
-			return err
-		}
-		b = b[n:]
-	}
-	return nil
+// writeFrame writes one frame. The deadline covers the whole frame: a frame
+// is at most a few MiB and is only written once the bandwidth cap allows
+// it, so StallTimeout (tens of seconds) means the receiver stopped reading.
+// One Write per frame: smaller writes cost a hand-off to quic-go's
+// connection goroutine each.
+func writeFrame(st *quic.SendStream, b []byte, stall time.Duration) error {
+	st.SetWriteDeadline(time.Now().Add(stall))
+	_, err := st.Write(b)
+	return err
 }
 
 // ReceivePages starts handing the pages the peer sends to sink; it returns
@@ -529,8 +525,8 @@ type pageReceiver struct {
 func newPageReceiver(s *Session, sink PageSink) *pageReceiver {
 	o := &s.t.opts
 	r := &pageReceiver{s: s, sink: sink, rounds: map[uint8]*roundTable{}}
-	r.raw = make(chan *inFrame, o.DecodeWorkers)
-	nbuf := 2*o.DecodeWorkers + o.PageConns*o.StreamsPerConn
+	r.raw = make(chan *inFrame, o.QueueFrames)
+	nbuf := o.DecodeWorkers + o.QueueFrames + o.PageConns*o.StreamsPerConn
 	r.free = make(chan *inFrame, nbuf)
 	for i := 0; i < nbuf; i++ {
 		r.free <- &inFrame{}

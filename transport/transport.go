@@ -54,6 +54,11 @@ type Options struct {
 	// EncodeWorkers and DecodeWorkers bound the goroutines compressing and
 	// decompressing frames. Default GOMAXPROCS.
 	EncodeWorkers, DecodeWorkers int
+	// QueueFrames is the depth of the queues between the pipeline stages,
+	// in frames (each at most FramePages pages), on each side. Deeper
+	// queues hide scheduling delays on a busy host; memory grows with it.
+	// Default 8.
+	QueueFrames int
 	// MaxBandwidth caps the page bytes on the wire per session, in bytes per
 	// second (like QEMU's max-bandwidth). 0 means no cap.
 	MaxBandwidth int64
@@ -95,6 +100,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.FramePages > image.MaxFramePages {
 		o.FramePages = image.MaxFramePages
+	}
+	if o.QueueFrames <= 0 {
+		o.QueueFrames = 8
 	}
 	if o.EncodeWorkers <= 0 {
 		o.EncodeWorkers = runtime.GOMAXPROCS(0)

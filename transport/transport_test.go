@@ -521,7 +521,7 @@ func TestPeerVanishesMidStream(t *testing.T) {
 		{"peer closes", func(_ *Transport, ds *Session, _ *memSink) { ds.Close() }, ErrClosed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := Options{Secret: secretA, IdleTimeout: time.Second, StallTimeout: time.Second}
+			o := Options{Secret: secretA, IdleTimeout: time.Second, StallTimeout: 3 * time.Second}
 			src, dst := newTransport(t, o), newTransport(t, o)
 			ss, ds := connect(t, src, dst)
 			sink := newMemSink()
