@@ -20,6 +20,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// ErrPIDTaken is returned by Start when the host could not give the
+// command the PID in Cmd.WantPID.
+var ErrPIDTaken = errors.New("nshost: the wanted pid is taken")
+
 // ErrHostDown is returned when a host's init is gone: the host was killed or
 // closed, so it cannot start a command or report how one ended.
 var ErrHostDown = errors.New("nshost: host is down")
@@ -40,6 +44,13 @@ type Cmd struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+
+	// WantPID, when not 0, is the PID the command must get inside the
+	// host: Start fails with ErrPIDTaken (and kills what it started) if
+	// the host gave another one, because the PID was in use or another
+	// task of the host took it first. For tests that need a PID taken on
+	// the destination of a move.
+	WantPID int
 
 	// WaitDelay bounds how long Wait waits, after the command has exited,
 	// for its output pipes to be closed (a child of the command may hold
@@ -146,7 +157,10 @@ func (c *Cmd) Start() error {
 		}
 		dir = wd
 	}
-	req, err := json.Marshal(spawnRequest{Path: c.Path, Args: c.Args, Env: env, Dir: dir})
+	if c.WantPID < 0 || c.WantPID == 1 {
+		return fmt.Errorf("nshost: WantPID %d: want 0 or a PID above 1", c.WantPID)
+	}
+	req, err := json.Marshal(spawnRequest{Path: c.Path, Args: c.Args, Env: env, Dir: dir, WantPID: c.WantPID})
 	if err != nil {
 		return fmt.Errorf("nshost: encode request: %w", err)
 	}
@@ -199,6 +213,9 @@ func (c *Cmd) Start() error {
 	}
 	if err == nil && pids[len(pids)-1] != r.PID {
 		err = fmt.Errorf("nshost: host %s reports pid %d, the kernel %v", c.host.Name, r.PID, pids)
+	}
+	if err == nil && c.WantPID != 0 && r.PID != c.WantPID {
+		err = fmt.Errorf("%w: host %s gave %d instead of %d", ErrPIDTaken, c.host.Name, r.PID, c.WantPID)
 	}
 	if err != nil {
 		p.Kill()

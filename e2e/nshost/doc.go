@@ -24,11 +24,12 @@
 // [Cluster.Partition] instead drops the link's packets silently while both
 // ends stay up. Host i hands out PIDs from i*pid_max/MaxHosts on, so that,
 // as between real machines, a task moved to another host almost always finds
-// its PIDs free there ([Host.SetNextPID] takes one on purpose).
+// its PIDs free there ([Cmd.WantPID] takes one on purpose).
 // Everything else (the rest of the file system, the cgroup tree) is shared
 // with the machine, so files in a test's temporary directory are visible in
 // every host. Each host also has a work directory ([Host.Dir]) that commands
-// get as TMPDIR.
+// get as TMPDIR. The links have no IPv6 address, so their counters
+// ([Cluster.Link]) count only what the hosts' programs send.
 //
 // # The host init
 //
@@ -62,5 +63,6 @@
 // # What it must not know
 //
 // nshost knows nothing of migrated: it runs programs, it does not know
-// agents, moves or images. Requirements: root, the ip command (iproute2).
+// agents, moves or images. Requirements: root (CAP_SYS_ADMIN, CAP_NET_ADMIN),
+// the ip command (Debian package iproute2), a kernel with pidfds (5.3+).
 package nshost

@@ -23,22 +23,9 @@ func (h *Host) TmpDir() string { return filepath.Join(h.dir, "tmp") }
 // starts at i*pid_max/MaxHosts, so that the PIDs of different hosts do not
 // collide (4096 apart with this machine's pid_max of 32768). On real
 // machines, a moved task's PIDs are almost always free on the destination;
-// hosts that all counted from 2 would collide all the time.
+// hosts that all counted from 2 would collide all the time. Cmd.WantPID
+// takes a given PID on purpose.
 func (h *Host) FirstPID() int { return h.firstPID }
-
-// SetNextPID makes the host give pid to the next task it creates, if pid is
-// free then; any process of the host creating a task or thread first takes it
-// instead. For tests that need a PID taken on purpose.
-func (h *Host) SetNextPID(ctx context.Context, pid int) error {
-	if pid < 2 {
-		return fmt.Errorf("nshost: next pid %d: want 2 or more", pid)
-	}
-	out, err := h.Command(ctx, "sh", "-c", `echo "$1" > /proc/sys/kernel/ns_last_pid`, "sh", fmt.Sprint(pid-1)).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("nshost: next pid %d in host %s: %w: %s", pid, h.Name, err, out)
-	}
-	return nil
-}
 
 // InitPID is the PID of the host's init in the harness's PID namespace.
 func (h *Host) InitPID() int { return h.initPID }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -247,6 +248,15 @@ func (s *initServer) spawn(req *spawnRequest, fds []int) (pid, pidfd int, done c
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if req.WantPID > 1 {
+		// As little as possible between setting the next PID and the
+		// fork: a new runtime thread in between would take the PID.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := setNextPID(req.WantPID); err != nil {
+			return 0, -1, nil, err
+		}
+	}
 	pid, err = syscall.ForkExec(req.Path, req.Args, attr)
 	if err != nil {
 		return 0, -1, nil, err

@@ -261,16 +261,24 @@ func TestPIDNamespaces(t *testing.T) {
 
 	// b can give the same PID to a process of its own, as a restore with
 	// clone3(set_tid) would.
-	if err := b.SetNextPID(ctx, p.PID); err != nil {
-		t.Fatal(err)
-	}
 	take := b.Command(ctx, "sleep", "60")
+	take.WantPID = p.PID
 	if err := take.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { take.Process.Kill(); take.Wait() })
 	if take.Process.PID != p.PID {
 		t.Fatalf("host b gave pid %d, want %d", take.Process.PID, p.PID)
+	}
+	// Now the PID is taken in b.
+	again := b.Command(ctx, "sleep", "60")
+	again.WantPID = p.PID
+	if err := again.Start(); !errors.Is(err, nshost.ErrPIDTaken) {
+		t.Errorf("second task with pid %d in host b: %v, want ErrPIDTaken", p.PID, err)
+		if err == nil {
+			again.Process.Kill()
+			again.Wait()
+		}
 	}
 	rp, err := b.RootPID(p.PID)
 	if err != nil {

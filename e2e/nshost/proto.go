@@ -35,6 +35,9 @@ type spawnRequest struct {
 	Args []string `json:"args"`
 	Env  []string `json:"env"`
 	Dir  string   `json:"dir,omitempty"`
+	// WantPID, when not 0, is the PID the command should get: the init
+	// sets ns_last_pid just before it forks.
+	WantPID int `json:"want_pid,omitempty"`
 }
 
 const (
@@ -57,6 +60,9 @@ func decodeRequest(b []byte) (*spawnRequest, error) {
 	}
 	if r.Path == "" || len(r.Args) == 0 {
 		return nil, fmt.Errorf("%w: request without a program", errBadMessage)
+	}
+	if r.WantPID < 0 || r.WantPID == 1 {
+		return nil, fmt.Errorf("%w: request for pid %d", errBadMessage, r.WantPID)
 	}
 	return &r, nil
 }

@@ -48,6 +48,9 @@ var requestTests = []struct {
 }{
 	{`{"path":"/bin/true","args":["true"],"env":["A=1"],"dir":"/"}`, true},
 	{`{"path":"/bin/true","args":["true"]}`, true},
+	{`{"path":"/bin/true","args":["true"],"want_pid":300}`, true},
+	{`{"path":"/bin/true","args":["true"],"want_pid":1}`, false},
+	{`{"path":"/bin/true","args":["true"],"want_pid":-4}`, false},
 	{`{"path":"","args":["true"]}`, false},
 	{`{"path":"/bin/true","args":[]}`, false},
 	{`{"path":"/bin/true","args":"true"}`, false},
@@ -159,7 +162,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRequest(b)
-		if err == nil && (r.Path == "" || len(r.Args) == 0) {
+		if err == nil && (r.Path == "" || len(r.Args) == 0 || r.WantPID < 0 || r.WantPID == 1) {
 			t.Errorf("accepted a request without a program: %+v", r)
 		}
 	})
