@@ -1,0 +1,340 @@
+package move
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/migrated/migrated/checkpoint"
+	"github.com/migrated/migrated/compat"
+	"github.com/migrated/migrated/image"
+	"github.com/migrated/migrated/precopy"
+	"github.com/migrated/migrated/transport"
+)
+
+// SourceOptions tune the source side of a move.
+type SourceOptions struct {
+	// Host names the destination in the report.
+	Host string
+	// Controller tunes convergence (zero fields: precopy defaults, 300 ms
+	// downtime limit).
+	Controller precopy.ControllerConfig
+	// Tracker forces a dirty-tracking method ("" probes).
+	Tracker precopy.Kind
+	// Progress is called after every pre-copy round.
+	Progress func(precopy.Progress)
+	// Redial opens a new session to the destination; it is used to ask for
+	// the outcome of a move in doubt. Nil: a move in doubt stays in doubt.
+	Redial func(ctx context.Context) (*transport.Session, error)
+	// InDoubtTimeout bounds how long the source keeps asking (default 30s).
+	InDoubtTimeout time.Duration
+	// AllowNewIDs lets a single-threaded task take a new PID when its own is
+	// taken on the destination.
+	AllowNewIDs bool
+	Log         *slog.Logger
+}
+
+// NewMoveID returns a fresh random move id.
+func NewMoveID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ManifestOf freezes pid just long enough to read its registers and /proc,
+// and returns its manifest (the header and capability bits the destination
+// decides on). The task is thawed before it returns.
+func ManifestOf(pid int) (*image.Manifest, error) {
+	if err := checkpoint.Preflight(pid); err != nil {
+		return nil, err
+	}
+	f, err := checkpoint.Freeze(pid)
+	if err != nil {
+		return nil, err
+	}
+	t, err := f.CaptureQuick()
+	if terr := f.Thaw(); err == nil && terr != nil {
+		err = terr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return manifestOf(t)
+}
+
+func manifestOf(t *image.Task) (*image.Manifest, error) {
+	m, err := compat.NewManifest(t)
+	if err != nil {
+		return nil, err
+	}
+	if t.Header.Vdso == nil {
+		m.Header.Vdso = &image.VDSOIdentity{}
+	}
+	var present uint64
+	for _, v := range t.Vmas {
+		if v.PagesTravel() {
+			present += v.End - v.Start
+		}
+	}
+	m.MemoryBytes = present
+	return m, nil
+}
+
+// Source moves pid over s (a session the source dialed). On every error
+// before COMMIT the task runs on exactly as before. The returned error is a
+// *RejectedError, a *FailedError, ErrInDoubt, or what went wrong locally.
+func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptions) (*Report, error) {
+	start := time.Now()
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	id := NewMoveID()
+	rep := &Report{MoveID: id, PID: pid, Host: opts.Host}
+	m, err := ManifestOf(pid)
+	if err != nil {
+		return nil, err
+	}
+	m.AllowNewIds = opts.AllowNewIDs
+	m.Header.MoveId = id
+	if err := s.Send(&image.Control{Msg: &image.Control_Hello{Hello: &image.Hello{MoveId: id, FormatVersion: image.FormatVersion}}}); err != nil {
+		return nil, err
+	}
+	if err := s.Send(&image.Control{Msg: &image.Control_Manifest{Manifest: m}}); err != nil {
+		return nil, err
+	}
+	msg, err := s.Recv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := msg.GetVerdict()
+	if v == nil {
+		return nil, fmt.Errorf("%w: expected a verdict, got %T", transport.ErrProtocol, msg.Msg)
+	}
+	rep.Verdict = compat.NewReport(v).Verdict
+	if v.Kind == image.Verdict_REJECT {
+		return nil, &RejectedError{Host: opts.Host, Reasons: v.Reasons}
+	}
+	log.Info("move accepted", "move", id, "pid", pid, "verdict", rep.Verdict)
+
+	// Pre-copy while the task runs.
+	sink := &sourceSink{ctx: ctx, s: s, pageSize: m.Header.PageSize}
+	popts := precopy.Options{Tracker: opts.Tracker, PageSize: m.Header.PageSize, Controller: opts.Controller, Progress: opts.Progress}
+	sess, err := precopy.Run(ctx, pid, sink, popts)
+	if err != nil {
+		abort(s, id, err)
+		return nil, fmt.Errorf("pre-copy: %w", err)
+	}
+	rep.Tracker = string(sess.Tracker())
+
+	// Cutover: freeze, send what is left and the task's state.
+	freezeStart := time.Now()
+	f, err := checkpoint.Freeze(pid)
+	if err != nil {
+		sess.Close()
+		abort(s, id, err)
+		return nil, err
+	}
+	backOut := func(err error) (*Report, error) {
+		abort(s, id, err)
+		cerr := sess.Close()
+		terr := f.Thaw()
+		if cerr != nil || terr != nil {
+			return nil, fmt.Errorf("%w (undo: %v)", err, errors.Join(cerr, terr))
+		}
+		return nil, err
+	}
+	if _, err := sess.Final(ctx); err != nil {
+		return backOut(fmt.Errorf("final round: %w", err))
+	}
+	task, err := f.Capture()
+	if err != nil {
+		return backOut(err)
+	}
+	task.Header.MoveId = id
+	if task.Manifest, err = manifestOf(task); err != nil {
+		return backOut(err)
+	}
+	task.Manifest.AllowNewIds = opts.AllowNewIDs
+	if err := s.Send(&image.Control{Msg: &image.Control_Final{Final: task}}); err != nil {
+		return backOut(err)
+	}
+	msg, err = s.Recv(ctx)
+	if err != nil {
+		return backOut(err)
+	}
+	switch {
+	case msg.GetFailed() != nil:
+		_ = sess.Close()
+		if terr := f.Thaw(); terr != nil {
+			return nil, fmt.Errorf("%w (thaw: %v)", &FailedError{Reasons: msg.GetFailed().Reasons}, terr)
+		}
+		return nil, &FailedError{Reasons: msg.GetFailed().Reasons}
+	case msg.GetPrepared() == nil:
+		return backOut(fmt.Errorf("%w: expected Prepared, got %T", transport.ErrProtocol, msg.Msg))
+	}
+
+	// The point of no return for the destination: from here the move is
+	// in doubt until Running comes back.
+	if err := s.Send(&image.Control{Msg: &image.Control_Commit{Commit: &image.Commit{MoveId: id}}}); err != nil {
+		return finishInDoubt(ctx, f, sess, rep, opts, start, freezeStart, err)
+	}
+	msg, err = s.Recv(ctx)
+	if err != nil || msg.GetRunning() == nil {
+		if err == nil {
+			err = fmt.Errorf("%w: expected Running, got %T", transport.ErrProtocol, msg.Msg)
+		}
+		return finishInDoubt(ctx, f, sess, rep, opts, start, freezeStart, err)
+	}
+	return finishCommitted(f, sess, rep, s, msg.GetRunning().Pid, start, freezeStart)
+}
+
+func finishCommitted(f *checkpoint.Frozen, sess *precopy.Session, rep *Report, s *transport.Session, newPID int32, start, freezeStart time.Time) (*Report, error) {
+	rep.FreezeMs = ms(time.Since(freezeStart))
+	rep.DowntimeMs = rep.FreezeMs
+	killErr := f.Kill()
+	_ = sess.Close()
+	rep.NewPID = int(newPID)
+	rep.TotalMs = ms(time.Since(start))
+	rep.Rounds = len(sess.Rounds())
+	if s != nil {
+		tot := s.SentTotal()
+		rep.MemoryBytes, rep.WireBytes = tot.MemoryBytes, tot.WireBytes
+	}
+	if killErr != nil {
+		return rep, fmt.Errorf("the task runs on the destination, but the original could not be killed: %w", killErr)
+	}
+	return rep, nil
+}
+
+// finishInDoubt keeps the original frozen and asks the destination, over
+// new sessions, what became of the move. RUNNING: kill the original.
+// ABORTED or UNKNOWN: the destination did not and will not resume it, so
+// the original is thawed. Anything else after the timeout: ErrInDoubt, the
+// original stays frozen for an operator (`migrated resolve`).
+func finishInDoubt(ctx context.Context, f *checkpoint.Frozen, sess *precopy.Session, rep *Report, opts SourceOptions, start, freezeStart time.Time, cause error) (*Report, error) {
+	if opts.Redial == nil {
+		return nil, fmt.Errorf("%w (move %s): %v", ErrInDoubt, rep.MoveID, cause)
+	}
+	timeout := opts.InDoubtTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		st, pid, err := AskOutcome(ctx, opts.Redial, rep.MoveID)
+		if err == nil {
+			switch st {
+			case image.Outcome_RUNNING:
+				return finishCommitted(f, sess, rep, nil, pid, start, freezeStart)
+			case image.Outcome_ABORTED, image.Outcome_UNKNOWN:
+				_ = sess.Close()
+				if terr := f.Thaw(); terr != nil {
+					return nil, fmt.Errorf("move %s was not resumed on %s; thawing the original failed: %w", rep.MoveID, rep.Host, terr)
+				}
+				return nil, fmt.Errorf("move %s was not resumed on %s (%v); the original runs on: %w", rep.MoveID, rep.Host, st, cause)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (move %s): %v", ErrInDoubt, rep.MoveID, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("%w (move %s, the original is kept frozen): %v", ErrInDoubt, rep.MoveID, cause)
+}
+
+// AskOutcome asks the destination what became of move id.
+func AskOutcome(ctx context.Context, dial func(context.Context) (*transport.Session, error), id string) (image.Outcome_State, int32, error) {
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	s, err := dial(cctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer s.Close()
+	if err := s.Send(&image.Control{Msg: &image.Control_OutcomeQuery{OutcomeQuery: &image.OutcomeQuery{MoveId: id}}}); err != nil {
+		return 0, 0, err
+	}
+	msg, err := s.Recv(cctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	o := msg.GetOutcome()
+	if o == nil {
+		return 0, 0, fmt.Errorf("%w: expected Outcome, got %T", transport.ErrProtocol, msg.Msg)
+	}
+	return o.State, o.Pid, nil
+}
+
+func abort(s *transport.Session, id string, cause error) {
+	_ = s.Send(&image.Control{Msg: &image.Control_Abort{Abort: &image.Abort{MoveId: id, Reason: cause.Error()}}})
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// sourceSink carries pre-copy's rounds over the session.
+type sourceSink struct {
+	ctx      context.Context
+	s        *transport.Session
+	pageSize uint64
+	zero     []byte
+}
+
+func (k *sourceSink) ack(round int) error {
+	msg, err := k.s.Recv(k.ctx)
+	if err != nil {
+		return err
+	}
+	if f := msg.GetFailed(); f != nil {
+		return &FailedError{Reasons: f.Reasons}
+	}
+	a := msg.GetRoundAck()
+	if a == nil || int(a.Round) != round {
+		return fmt.Errorf("%w: expected RoundAck %d, got %v", transport.ErrProtocol, round, msg)
+	}
+	return nil
+}
+
+func (k *sourceSink) Layout(l *precopy.Layout) error {
+	lm := &image.Layout{Round: uint32(l.Round), Vmas: l.VMAs}
+	for _, r := range l.Fresh {
+		lm.Fresh = append(lm.Fresh, r.Start, r.End)
+	}
+	if err := k.s.Send(&image.Control{Msg: &image.Control_Layout{Layout: lm}}); err != nil {
+		return err
+	}
+	return k.ack(l.Round)
+}
+
+func (k *sourceSink) Pages(round int, b *checkpoint.PageBatch, zero bool) error {
+	data := b.Data
+	if zero {
+		n := uint64(len(b.Indices)) * k.pageSize
+		if uint64(len(k.zero)) < n {
+			k.zero = make([]byte, n)
+		}
+		data = k.zero[:n]
+	}
+	shift := uint8(0)
+	for ps := k.pageSize; ps > 1; ps >>= 1 {
+		shift++
+	}
+	return k.s.SendPages(k.ctx, transport.PageBatch{Round: uint32(round), Start: b.VMA.Start, PageShift: shift, Indices: b.Indices, Pages: data})
+}
+
+func (k *sourceSink) RoundDone(st *precopy.RoundStats) error {
+	if err := k.s.FlushPages(k.ctx); err != nil {
+		return err
+	}
+	ss := k.s.SentStats(uint32(st.Round))
+	rd := &image.RoundDone{Round: uint32(st.Round), Pages: ss.Pages, Frames: ss.Frames, MemoryBytes: ss.MemoryBytes, WireBytes: ss.WireBytes}
+	if err := k.s.Send(&image.Control{Msg: &image.Control_RoundDone{RoundDone: rd}}); err != nil {
+		return err
+	}
+	return k.ack(st.Round)
+}
