@@ -140,11 +140,17 @@ func startAgentProc(t *testing.T, dir, name, ip string, extra ...string) *agentP
 		control: filepath.Join(dir, name+".sock"),
 		gossip:  fmt.Sprintf("%s:%d", ip, gport),
 		quic:    fmt.Sprintf("%s:%d", ip, qport),
-		stderr:  &bytes.Buffer{},
-		done:    make(chan struct{}),
 	}
 	args := append([]string{"agent", "--name", name, "--bind", p.gossip, "--quic-port", fmt.Sprint(qport),
 		"--control", p.control, "--gossip", "local", "--refresh", "500ms", "--log-level", "debug"}, extra...)
+	return p.start(t, args...)
+}
+
+// start runs the binary with args and waits until p.control answers.
+func (p *agentProc) start(t *testing.T, args ...string) *agentProc {
+	t.Helper()
+	p.stderr = &bytes.Buffer{}
+	p.done = make(chan struct{})
 	p.cmd = exec.Command(migratedBin(t), args...)
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -155,7 +161,7 @@ func startAgentProc(t *testing.T, dir, name, ip string, extra ...string) *agentP
 		p.cmd.Process.Kill()
 		<-p.done
 		if t.Failed() {
-			t.Logf("agent %s stderr:\n%s", name, p.stderr)
+			t.Logf("agent %s stderr:\n%s", p.name, p.stderr)
 		}
 	})
 	c := agent.NewClient(p.control)
@@ -163,7 +169,7 @@ func startAgentProc(t *testing.T, dir, name, ip string, extra ...string) *agentP
 	for {
 		select {
 		case <-p.done:
-			t.Fatalf("agent %s exited: %v\n%s", name, p.err, p.stderr)
+			t.Fatalf("agent %s exited: %v\n%s", p.name, p.err, p.stderr)
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -173,7 +179,7 @@ func startAgentProc(t *testing.T, dir, name, ip string, extra ...string) *agentP
 			return p
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agent %s not ready: %v\n%s", name, err, p.stderr)
+			t.Fatalf("agent %s not ready: %v\n%s", p.name, err, p.stderr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
