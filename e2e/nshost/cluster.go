@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 	c := &Cluster{
 		run:     fmt.Sprintf("%d-%s", os.Getpid(), hex.EncodeToString(rnd[:])),
 		dir:     cfg.Dir,
-		pidSpan: pidMax / MaxHosts,
+		pidSpan: pidMax / (MaxHosts + 1),
 	}
 	if c.dir == "" {
 		if c.dir, err = os.MkdirTemp("", "nshost-"); err != nil {
@@ -184,7 +184,7 @@ func (c *Cluster) startHost(ctx context.Context, i int, timeout time.Duration) (
 		cluster:  c,
 		dir:      filepath.Join(c.dir, name),
 		sock:     filepath.Join(c.sockDir, name),
-		firstPID: max(2, i*c.pidSpan),
+		firstPID: (i + 1) * c.pidSpan, // below: the inits' first threads
 	}
 	if err := os.MkdirAll(filepath.Join(h.dir, "tmp"), 0o755); err != nil {
 		return nil, fmt.Errorf("nshost: host %s: %w", name, err)

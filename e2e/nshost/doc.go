@@ -22,7 +22,7 @@
 // 198.18.0.i+1), configured as a point-to-point address on each of its links.
 // There is no default route: nothing is ever routed out of the machine.
 // [Cluster.Partition] instead drops the link's packets silently while both
-// ends stay up. Host i hands out PIDs from i*pid_max/MaxHosts on, so that,
+// ends stay up. Host i (from 0) hands out PIDs from (i+1)*pid_max/9 on, so that,
 // as between real machines, a task moved to another host almost always finds
 // its PIDs free there ([Cmd.WantPID] takes one on purpose).
 // Everything else (the rest of the file system, the cgroup tree) is shared

@@ -20,11 +20,12 @@ func (h *Host) Dir() string { return h.dir }
 func (h *Host) TmpDir() string { return filepath.Join(h.dir, "tmp") }
 
 // FirstPID is where the host started handing out PIDs: host i (from 0)
-// starts at i*pid_max/MaxHosts, so that the PIDs of different hosts do not
-// collide (4096 apart with this machine's pid_max of 32768). On real
-// machines, a moved task's PIDs are almost always free on the destination;
-// hosts that all counted from 2 would collide all the time. Cmd.WantPID
-// takes a given PID on purpose.
+// starts at (i+1)*pid_max/(MaxHosts+1), so that the PIDs of different hosts
+// do not collide (3640 apart with this machine's pid_max of 32768; below the
+// first, only the first threads of the inits). On real machines, a moved
+// task's PIDs are almost always free on the destination; hosts that all
+// counted from 2 would collide all the time. Cmd.WantPID takes a given PID
+// on purpose.
 func (h *Host) FirstPID() int { return h.firstPID }
 
 // InitPID is the PID of the host's init in the harness's PID namespace.
