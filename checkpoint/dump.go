@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/migrated/migrated/image"
@@ -56,6 +57,9 @@ func Dump(pid int, w io.Writer, opts DumpOptions) (*image.Task, *DumpStats, erro
 		err = f.Kill()
 	}
 	st.Frozen = time.Since(frozenAt)
+	if err == nil && !opts.LeaveRunning {
+		waitPIDFree(pid, 3*time.Second)
+	}
 	st.Total = time.Since(start)
 	return task, st, err
 }
@@ -118,4 +122,18 @@ func (f *Frozen) dump(w io.Writer, opts DumpOptions) (*image.Task, *DumpStats, e
 	st.MemoryBytes = pr.Pages * f.PageSize
 	st.ImageBytes = iw.Bytes
 	return task, st, nil
+}
+
+// waitPIDFree waits (bounded) until the killed task's PID is gone from
+// /proc, so that a restore right after the checkpoint finds it free. The
+// task's parent has to reap it; when it does not in time, the PID stays
+// taken and a restore says so.
+func waitPIDFree(pid int, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
