@@ -130,8 +130,10 @@ int main(int argc, char **argv)
 		wl_die("--size-mib must be positive and --dirty-rate not negative");
 	npages = (size_t)size_mib * 1024 * 1024 / (size_t)page;
 
+	/* MAP_POPULATE: faulting 1 GiB in page by page takes ~30x longer on
+	 * this VM than populating it at once. */
 	region = mmap(NULL, npages * (size_t)page, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	version = calloc(npages, sizeof(*version));
 	want = malloc((size_t)page);
 	if (region == MAP_FAILED || version == NULL || want == NULL)

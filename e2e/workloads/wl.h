@@ -49,6 +49,8 @@ struct wl_state {
 	uint64_t log_bytes;
 	uint64_t last_mono_ns;
 	uint64_t mono_backwards;
+	uint64_t last_boot_ns;
+	uint64_t boot_backwards;
 	uint64_t start_mono_ns;
 	char fail[768];
 	int nfail;
@@ -110,18 +112,28 @@ static uint64_t wl_clock_ns(clockid_t c)
 }
 
 /*
- * wl_mono returns CLOCK_MONOTONIC in ns and counts every time it went
- * backwards (only the thread that calls it; threads keep their own check).
+ * wl_mono returns CLOCK_MONOTONIC in ns and counts every time it, or
+ * CLOCK_BOOTTIME, went backwards (only in the calling thread's view; threads
+ * keep their own check). A restore into a time namespace must keep both
+ * continuous.
  */
 static uint64_t wl_mono(void)
 {
 	uint64_t now = wl_clock_ns(CLOCK_MONOTONIC);
+	uint64_t boot = wl_clock_ns(CLOCK_BOOTTIME);
 	if (now < wl.last_mono_ns) {
 		if (wl.mono_backwards++ == 0)
 			wl_failf("CLOCK_MONOTONIC went backwards by %" PRIu64 " ns",
 				 wl.last_mono_ns - now);
 	} else {
 		wl.last_mono_ns = now;
+	}
+	if (boot < wl.last_boot_ns) {
+		if (wl.boot_backwards++ == 0)
+			wl_failf("CLOCK_BOOTTIME went backwards by %" PRIu64 " ns",
+				 wl.last_boot_ns - boot);
+	} else {
+		wl.last_boot_ns = boot;
 	}
 	return now;
 }
@@ -393,6 +405,7 @@ static void wl_check_common(void)
 	wl_check_log();
 	wl_fieldf("pid", "%d", (int)now);
 	wl_fieldf("mono_backwards", "%" PRIu64, wl.mono_backwards);
+	wl_fieldf("boot_backwards", "%" PRIu64, wl.boot_backwards);
 }
 
 /* wl_exit writes the result file and exits: 0 on PASS, 1 on FAIL. */
