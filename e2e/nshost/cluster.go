@@ -52,9 +52,11 @@ type Cluster struct {
 
 	run     string // unique part of the namespace names
 	pidSpan int    // PIDs between the first PIDs of two hosts
-	dir     string
-	ownDir  bool
-	sockDir string
+	// hostsFile is the /etc/hosts of every host: the hosts by name.
+	hostsFile string
+	dir       string
+	ownDir    bool
+	sockDir   string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -118,6 +120,11 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 		c.Close()
 		return nil, fmt.Errorf("nshost: socket directory: %w", err)
 	}
+	c.hostsFile = filepath.Join(c.dir, "hosts")
+	if err := os.WriteFile(c.hostsFile, hostsFile(cfg.Hosts), 0o644); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("nshost: %w", err)
+	}
 	// The inits start side by side: each takes tens of milliseconds.
 	c.Hosts = make([]*Host, cfg.Hosts)
 	errs := make([]error, cfg.Hosts)
@@ -167,6 +174,19 @@ func (c *Cluster) String() string {
 // Dir is the cluster's work directory.
 func (c *Cluster) Dir() string { return c.dir }
 
+// hostsFile is the /etc/hosts the hosts share, so that they can name each
+// other: "b" is 198.18.0.2 everywhere.
+func hostsFile(n int) []byte {
+	var b strings.Builder
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost\n")
+	for i := range n {
+		fmt.Fprintf(&b, "%s\t%s\n", hostAddr(i), hostName(i))
+	}
+	return []byte(b.String())
+}
+
+func hostName(i int) string { return string(rune('a' + i)) }
+
 func hostAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 0, byte(i + 1)}) }
 
 // linkIndex is the interface index, inside host i, of its link to host j.
@@ -176,7 +196,7 @@ func linkIndex(i, j int) int { return 10 + i*MaxHosts + j }
 func linkName(to *Host) string { return "to-" + to.Name }
 
 func (c *Cluster) startHost(ctx context.Context, i int, timeout time.Duration) (*Host, error) {
-	name := string(rune('a' + i))
+	name := hostName(i)
 	h := &Host{
 		Name:     name,
 		Addr:     hostAddr(i),
@@ -204,7 +224,7 @@ func (c *Cluster) startHost(ctx context.Context, i int, timeout time.Duration) (
 		readyW.Close()
 		return nil, fmt.Errorf("nshost: host %s: %w", name, err)
 	}
-	cfg, _ := json.Marshal(initConfig{Name: name, Socket: h.sock, FirstPID: h.firstPID})
+	cfg, _ := json.Marshal(initConfig{Name: name, Socket: h.sock, FirstPID: h.firstPID, Hosts: c.hostsFile})
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"nshost-init-" + name}
 	cmd.Env = append(os.Environ(), initEnv+"="+string(cfg))

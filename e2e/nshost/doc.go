@@ -11,6 +11,7 @@
 //	  |     /proc   fresh procfs of the host's PID namespace
 //	  |     /run    private tmpfs (so /run/migrated/migrated.sock is per host)
 //	  |     /dev/shm private tmpfs
+//	  |     /etc/hosts  names every host: "b" is 198.18.0.2
 //	  |     to-b    veth, 198.18.0.1/32 peer 198.18.0.2 ---+
 //	  |     to-c    veth, 198.18.0.1/32 peer 198.18.0.3 -+ |
 //	  +-- host "b": ...                                  | |

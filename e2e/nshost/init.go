@@ -30,6 +30,7 @@ type initConfig struct {
 	Name     string `json:"name"`      // host name, also the UTS host name
 	Socket   string `json:"socket"`    // where to listen for spawn requests
 	FirstPID int    `json:"first_pid"` // where the host starts allocating PIDs
+	Hosts    string `json:"hosts"`     // a file to bind over /etc/hosts
 }
 
 func init() {
@@ -110,6 +111,11 @@ func setupInit(cfgJSON string) (*initServer, error) {
 	for _, m := range mounts {
 		if err := unix.Mount(m.fstype, m.target, m.fstype, m.flags, m.data); err != nil {
 			return nil, fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
+		}
+	}
+	if cfg.Hosts != "" {
+		if err := unix.Mount(cfg.Hosts, "/etc/hosts", "", unix.MS_BIND, ""); err != nil {
+			return nil, fmt.Errorf("bind %s on /etc/hosts: %w", cfg.Hosts, err)
 		}
 	}
 	if cfg.FirstPID > 1 {

@@ -331,6 +331,14 @@ func TestPrivateMounts(t *testing.T) {
 			t.Errorf("in host b, %s exists=%v, want %v", tc.path, err == nil, tc.exist)
 		}
 	}
+	// The hosts know each other by name; the machine's /etc/hosts is untouched.
+	out, err = a.Command(ctx, "getent", "hosts", "b").Output()
+	if err != nil || !strings.HasPrefix(string(out), b.Addr.String()+" ") {
+		t.Errorf("host b seen from host a: %q, %v", out, err)
+	}
+	if etc := readFile("/etc/hosts"); strings.Contains(etc, "198.18.0.") {
+		t.Errorf("the machine's /etc/hosts names the hosts:\n%s", etc)
+	}
 	// b's /proc is b's: its PID 1 is b's init.
 	comm := readFile(b.Path("/proc/1/cmdline"))
 	if !strings.HasPrefix(comm, "nshost-init-b") {
