@@ -85,6 +85,9 @@ type Proc struct {
 // ErrTimeout is returned when a workload does not answer in time.
 var ErrTimeout = errors.New("workload timed out")
 
+// ErrGone is returned when a workload died without writing its result.
+var ErrGone = errors.New("workload gone without a result")
+
 // Start starts workload name with opts and arranges its cleanup: at the end
 // of the test every process carrying its marker is killed, and its work
 // directory removed unless the test failed. It skips the test when the
@@ -314,14 +317,32 @@ func (p *Proc) Finish(pid int) (Result, error) {
 func (p *Proc) WaitResult() (Result, error) {
 	to := p.timeout(p.opts.FinishTimeout)
 	deadline := time.Now().Add(to)
-	for {
+	nextAlive := time.Now().Add(200 * time.Millisecond)
+	read := func() (Result, bool, error) {
 		b, err := os.ReadFile(p.path("result"))
-		if err == nil {
-			res, err := ParseResult(b)
-			if err != nil {
-				return Result{}, fmt.Errorf("%s: %w", p.Name, err)
+		if err != nil {
+			return Result{}, false, nil
+		}
+		res, err := ParseResult(b)
+		if err != nil {
+			return Result{}, true, fmt.Errorf("%s: %w", p.Name, err)
+		}
+		return res, true, nil
+	}
+	for {
+		if res, ok, err := read(); ok {
+			return res, err
+		}
+		// Fail fast when no copy of the workload is alive any more (it
+		// crashed, or was killed); a zombie's environment reads empty.
+		if time.Now().After(nextAlive) {
+			nextAlive = time.Now().Add(200 * time.Millisecond)
+			if len(p.Pids()) == 0 {
+				if res, ok, err := read(); ok {
+					return res, err
+				}
+				return Result{}, fmt.Errorf("%s: %w: no process carries its marker and it left no result\n%s", p.Name, ErrGone, p.Output())
 			}
-			return res, nil
 		}
 		if time.Now().After(deadline) {
 			return Result{}, fmt.Errorf("%s: no result %v after SIGUSR2: %w\n%s", p.Name, to, ErrTimeout, p.Output())

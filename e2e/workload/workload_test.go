@@ -420,3 +420,21 @@ func TestLaunch(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFinishGone: a workload that dies without a result is reported at
+// once, not after the whole finish timeout.
+func TestFinishGone(t *testing.T) {
+	s := Build(t)
+	// Were the death not noticed, WaitResult would end in ErrTimeout.
+	p := s.Start(t, "zdtm/umask", Opts{FinishTimeout: 2 * time.Minute})
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Signal(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = p.WaitResult(); !errors.Is(err, ErrGone) {
+		t.Fatalf("WaitResult after SIGKILL: %v, want ErrGone", err)
+	}
+}
