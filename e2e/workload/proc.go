@@ -313,7 +313,9 @@ func (p *Proc) Finish(pid int) (Result, error) {
 }
 
 // WaitResult waits for DIR/result (Opts.FinishTimeout) without signalling:
-// for a harness that delivers SIGUSR2 itself.
+// for a harness that delivers SIGUSR2 itself. It fails with ErrGone as soon
+// as no process carries the workload's marker, so call it only while a copy
+// runs (not between a checkpoint that killed the original and the restore).
 func (p *Proc) WaitResult() (Result, error) {
 	to := p.timeout(p.opts.FinishTimeout)
 	deadline := time.Now().Add(to)
