@@ -697,7 +697,9 @@ func TestHarnessCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testBinary(t), t.TempDir())
-	cmd.Env = append(os.Environ(), "NSHOST_TEST_HELPER=harness")
+	// Its socket directory goes into TMPDIR: into this test's, removed
+	// with it, since the crashed harness cannot remove it.
+	cmd.Env = append(os.Environ(), "NSHOST_TEST_HELPER=harness", "TMPDIR="+t.TempDir())
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
