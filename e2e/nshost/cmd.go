@@ -45,6 +45,10 @@ type Cmd struct {
 	Stdout io.Writer
 	Stderr io.Writer
 
+	// Credential, when set, runs the command as another user (the init
+	// is root). Groups nil means no supplementary groups.
+	Credential *syscall.Credential
+
 	// WantPID, when not 0, is the PID the command must get inside the
 	// host: Start fails with ErrPIDTaken (and kills what it started) if
 	// the host gave another one, because the PID was in use or another
@@ -160,7 +164,11 @@ func (c *Cmd) Start() error {
 	if c.WantPID < 0 || c.WantPID == 1 {
 		return fmt.Errorf("nshost: WantPID %d: want 0 or a PID above 1", c.WantPID)
 	}
-	req, err := json.Marshal(spawnRequest{Path: c.Path, Args: c.Args, Env: env, Dir: dir, WantPID: c.WantPID})
+	sr := spawnRequest{Path: c.Path, Args: c.Args, Env: env, Dir: dir, WantPID: c.WantPID}
+	if cr := c.Credential; cr != nil {
+		sr.Cred = &credential{UID: cr.Uid, GID: cr.Gid, Groups: cr.Groups}
+	}
+	req, err := json.Marshal(sr)
 	if err != nil {
 		return fmt.Errorf("nshost: encode request: %w", err)
 	}

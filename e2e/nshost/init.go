@@ -252,6 +252,9 @@ func (s *initServer) spawn(req *spawnRequest, fds []int) (pid, pidfd int, done c
 		Files: files,
 		Sys:   &syscall.SysProcAttr{PidFD: &pidfd},
 	}
+	if c := req.Cred; c != nil {
+		attr.Sys.Credential = &syscall.Credential{Uid: c.UID, Gid: c.GID, Groups: c.Groups}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if req.WantPID > 1 {

@@ -413,6 +413,15 @@ func TestCommand(t *testing.T) {
 			t.Errorf("300 KiB environment: %v, want a size error", err)
 		}
 	})
+	t.Run("credential", func(t *testing.T) {
+		cmd := h.Command(context.Background(), "sh", "-c", "id -u; id -g; id -G")
+		cmd.Credential = &syscall.Credential{Uid: 65534, Gid: 65533, Groups: []uint32{65532}}
+		cmd.Dir = "/"
+		out, err := cmd.Output()
+		if got, want := strings.Fields(string(out)), []string{"65534", "65533", "65533", "65532"}; err != nil || !slices.Equal(got, want) {
+			t.Errorf("ids: %q, %v; want %v", got, err, want)
+		}
+	})
 	t.Run("signal", func(t *testing.T) {
 		cmd := h.Command(context.Background(), "sleep", "60")
 		if err := cmd.Start(); err != nil {

@@ -38,6 +38,14 @@ type spawnRequest struct {
 	// WantPID, when not 0, is the PID the command should get: the init
 	// sets ns_last_pid just before it forks.
 	WantPID int `json:"want_pid,omitempty"`
+	// Cred, when set, runs the command as another user.
+	Cred *credential `json:"cred,omitempty"`
+}
+
+type credential struct {
+	UID    uint32   `json:"uid"`
+	GID    uint32   `json:"gid"`
+	Groups []uint32 `json:"groups,omitempty"`
 }
 
 const (

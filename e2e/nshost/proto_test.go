@@ -49,6 +49,8 @@ var requestTests = []struct {
 	{`{"path":"/bin/true","args":["true"],"env":["A=1"],"dir":"/"}`, true},
 	{`{"path":"/bin/true","args":["true"]}`, true},
 	{`{"path":"/bin/true","args":["true"],"want_pid":300}`, true},
+	{`{"path":"/bin/true","args":["true"],"cred":{"uid":65534,"gid":65534,"groups":[1]}}`, true},
+	{`{"path":"/bin/true","args":["true"],"cred":{"uid":-1}}`, false},
 	{`{"path":"/bin/true","args":["true"],"want_pid":1}`, false},
 	{`{"path":"/bin/true","args":["true"],"want_pid":-4}`, false},
 	{`{"path":"","args":["true"]}`, false},
