@@ -8,7 +8,8 @@
  *     every byte is compared with the pattern it was filled with;
  *   - a work array the counter loop keeps writing (model: iteration count);
  *   - SIGUSR1 and SIGALRM handlers (counted; both must run on the alternate
- *     signal stack), their sigaction flags and masks, the sigaltstack;
+ *     signal stack), their sigaction flags and masks, the sigaltstack,
+ *     SIGHUP ignored, the blocked set (SIGWINCH, SIGTTIN, SIGRTMIN+5);
  *   - setitimer(ITIMER_REAL): the interval is unchanged and it still fires;
  *   - the progress log (offset and content), CLOCK_MONOTONIC never went back,
  *     the pid is unchanged.
@@ -175,6 +176,17 @@ static void setup(void)
 		wl_die("sigaltstack: %s", strerror(errno));
 	install(SIGUSR1);
 	install(SIGALRM);
+	/* a disposition of SIG_IGN and a blocked set of its own */
+	signal(SIGHUP, SIG_IGN);
+	{
+		sigset_t set;
+		sigemptyset(&set);
+		sigaddset(&set, SIGWINCH);
+		sigaddset(&set, SIGTTIN);
+		sigaddset(&set, SIGRTMIN + 5);
+		if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+			wl_die("sigprocmask");
+	}
 
 	it.it_interval.tv_sec = itimer_us / 1000000;
 	it.it_interval.tv_usec = itimer_us % 1000000;
@@ -363,6 +375,21 @@ static void check_signals(void)
 			 ss.ss_flags, (void *)altstack, altstack_size);
 	check_handler(SIGUSR1, "SIGUSR1");
 	check_handler(SIGALRM, "SIGALRM");
+	{
+		struct sigaction sa;
+		sigset_t now;
+		if (sigaction(SIGHUP, NULL, &sa) != 0 || sa.sa_handler != SIG_IGN)
+			wl_failf("SIGHUP is no longer ignored");
+		sigprocmask(SIG_BLOCK, NULL, &now);
+		for (int s = 1; s < NSIG; s++) {
+			int want = s == SIGWINCH || s == SIGTTIN || s == SIGRTMIN + 5;
+			if (sigismember(&now, s) != want) {
+				wl_failf("signal %d is %s, expected %s", s,
+					 want ? "not blocked" : "blocked", want ? "blocked" : "not blocked");
+				break;
+			}
+		}
+	}
 
 	before = usr1_count;
 	raise(SIGUSR1);
