@@ -60,7 +60,7 @@
 // sender holds EncodeWorkers + QueueFrames + page streams frame buffers
 // (each at most FramePages pages: 512 KiB by default), the receiver
 // DecodeWorkers + QueueFrames + page streams, plus QUIC's receive windows
-// (at most 12 MiB per connection). The round check
+// (at most 6 MiB per connection). The round check
 // costs 4 bytes per page ever received (1 MiB per GiB of 4 KiB pages).
 //
 // Wire format of the frames: see image/pageframe.go. The proof exchange: see

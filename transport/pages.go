@@ -142,32 +142,33 @@ func (s *Session) FlushPages(ctx context.Context) error {
 
 // SentStats returns the counters of pages sent in round.
 func (s *Session) SentStats(round uint32) RoundStats {
-	if s.sender == nil {
-		return RoundStats{}
+	if p := s.sender.Load(); p != nil {
+		return p.stats.get(round)
 	}
-	return s.sender.stats.get(round)
+	return RoundStats{}
 }
 
 // SentTotal returns the counters of all pages sent.
 func (s *Session) SentTotal() RoundStats {
-	if s.sender == nil {
-		return RoundStats{}
+	if p := s.sender.Load(); p != nil {
+		return p.stats.sum()
 	}
-	return s.sender.stats.sum()
+	return RoundStats{}
 }
 
 func (s *Session) pageSender() (*pageSender, error) {
-	var err error
 	s.senderOnce.Do(func() {
-		s.sender, err = newPageSender(s)
+		p, err := newPageSender(s)
 		if err != nil {
 			s.fail(err, codeFailed)
+			return
 		}
+		s.sender.Store(p)
 	})
-	if s.sender == nil {
-		return nil, s.errOr(fmt.Errorf("page sender: %w", ErrClosed))
+	if p := s.sender.Load(); p != nil {
+		return p, nil
 	}
-	return s.sender, nil
+	return nil, s.errOr(fmt.Errorf("page sender: %w", ErrClosed))
 }
 
 type encodeJob struct {
@@ -218,13 +219,17 @@ type pageSender struct {
 	mu      sync.Mutex
 	pending int
 	idle    chan struct{} // closed while pending == 0
-	// tamper, set by tests, damages an encoded frame before it is written.
+	// tamper damages an encoded frame before it is written (tests only).
 	tamper func([]byte)
 }
 
+// testHookTamper, set by a test before a session's first SendPages, becomes
+// that session's pageSender.tamper.
+var testHookTamper func([]byte)
+
 func newPageSender(s *Session) (*pageSender, error) {
 	o := &s.t.opts
-	p := &pageSender{s: s, idle: make(chan struct{})}
+	p := &pageSender{s: s, idle: make(chan struct{}), tamper: testHookTamper}
 	close(p.idle)
 	ctx, cancel := context.WithTimeout(context.Background(), o.HandshakeTimeout)
 	defer cancel()
@@ -447,7 +452,7 @@ func (s *Session) ReceivePages(sink PageSink) error {
 	}
 	started := false
 	s.recvOnce.Do(func() {
-		s.receiver = newPageReceiver(s, sink)
+		s.receiver.Store(newPageReceiver(s, sink))
 		started = true
 	})
 	if !started {
@@ -459,7 +464,7 @@ func (s *Session) ReceivePages(sink PageSink) error {
 // WaitRound waits until at least frames frames of round were applied to the
 // sink (the sender's SentStats(round).Frames, carried in RoundDone).
 func (s *Session) WaitRound(ctx context.Context, round uint32, frames uint64) error {
-	r := s.receiver
+	r := s.receiver.Load()
 	if r == nil {
 		return errors.New("wait round: ReceivePages was not called")
 	}
@@ -484,18 +489,18 @@ func (s *Session) WaitRound(ctx context.Context, round uint32, frames uint64) er
 
 // ReceivedStats returns the counters of pages received in round.
 func (s *Session) ReceivedStats(round uint32) RoundStats {
-	if s.receiver == nil {
-		return RoundStats{}
+	if r := s.receiver.Load(); r != nil {
+		return r.stats.get(round)
 	}
-	return s.receiver.stats.get(round)
+	return RoundStats{}
 }
 
 // ReceivedTotal returns the counters of all pages received.
 func (s *Session) ReceivedTotal() RoundStats {
-	if s.receiver == nil {
-		return RoundStats{}
+	if r := s.receiver.Load(); r != nil {
+		return r.stats.sum()
 	}
-	return s.receiver.stats.sum()
+	return RoundStats{}
 }
 
 type inFrame struct{ buf []byte }

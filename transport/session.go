@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -40,9 +41,9 @@ type Session struct {
 	limiter *tokenBucket
 
 	senderOnce sync.Once
-	sender     *pageSender
+	sender     atomic.Pointer[pageSender]
 	recvOnce   sync.Once
-	receiver   *pageReceiver
+	receiver   atomic.Pointer[pageReceiver]
 
 	done    chan struct{}
 	errOnce sync.Once
@@ -204,8 +205,16 @@ func (s *Session) Recv(ctx context.Context) (*image.Control, error) {
 	s.recvMu.Lock()
 	defer s.recvMu.Unlock()
 	s.ctrlSt.SetReadDeadline(time.Time{})
-	stop := context.AfterFunc(ctx, func() { s.ctrlSt.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		s.ctrlSt.SetReadDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	defer func() {
+		if !stop() {
+			<-fired // the next Recv must not see this deadline
+		}
+	}()
 	m := new(image.Control)
 	started := false
 	err := readControl(s.ctrlR, s.t.opts.MaxControlMessage, &s.recvBuf, m, &started)

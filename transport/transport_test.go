@@ -475,11 +475,8 @@ func TestBadChecksumEndsSession(t *testing.T) {
 			src, dst := newTransport(t, o), newTransport(t, o)
 			ss, ds := connect(t, src, dst)
 			ds.ReceivePages(newMemSink())
-			ps, err := ss.pageSender()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ps.tamper = tc.tamper
+			testHookTamper = tc.tamper
+			defer func() { testHookTamper = nil }()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			ss.SendPages(ctx, PageBatch{Round: 1, Start: 0x1000, Indices: indices(0, 4), Pages: mixedPages(4, 3)})
