@@ -44,7 +44,8 @@ type Config struct {
 	// shed one, at the price of a target that may end above High. Such a
 	// move cannot invert the pair, so the task never comes straight back,
 	// and every levelling move lowers the pair's peak by at least MinGain.
-	// Off by default: by default a target never becomes hot.
+	// On by default; with it off, a target never becomes hot, and such a
+	// node stays hot (the simulator's seed 3 shows one for a whole phase).
 	Levelling bool `json:"levelling"`
 	// MinHotUtil is an absolute floor: a node under this utilisation is
 	// never hot, however idle the rest of the cluster is.
@@ -86,6 +87,7 @@ func DefaultConfig() Config {
 		Low:                   1.05,
 		Ceiling:               1.10,
 		Spread:                0.25,
+		Levelling:             true,
 		MinHotUtil:            0.25,
 		Cooldown:              60 * time.Second,
 		MinGain:               0.01,

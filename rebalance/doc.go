@@ -50,6 +50,10 @@
 //     downtime. Score = Gain - Cost. The node's proposal is its task with the
 //     highest score, if the score is at least MinGain. The plan counts it as
 //     done before the next hot node is served.
+//  7. Only when no task of the node has such a move, a levelling move
+//     (Config.Levelling, on by default) may take a target up to the
+//     source's utilisation after the move instead of the ceiling: the pair's
+//     peak falls, the pair never inverts, but the target may end above High.
 //
 // # Tie-breaking (deterministic)
 //

@@ -717,7 +717,7 @@ func TestLevelling(t *testing.T) {
 			node(t, "d", "ppc64le-power9", 10, 2),
 		}, Tasks: []rebalance.Task{task(t, "t1", "a", "ppc64le", 4), task(t, "t2", "a", "ppc64le", 4)}}
 	}
-	pl := policy(t, nil).Plan(view(t))
+	pl := policy(t, func(c *rebalance.Config) { c.Levelling = false }).Plan(view(t))
 	if moves(pl) != "-" || !strings.Contains(pl.Holds[0].Why, "2 have no compatible target") {
 		t.Fatalf("without levelling: moves %s holds %+v", moves(pl), pl.Holds)
 	}
@@ -740,7 +740,7 @@ func TestLevelling(t *testing.T) {
 	if err := p.Admit(v, &tk, pr.Target); err != nil {
 		t.Fatalf("the destination refuses a levelling move: %v", err)
 	}
-	if err := policy(t, nil).Admit(v, &tk, pr.Target); !errors.Is(err, rebalance.ErrRefused) {
+	if err := policy(t, func(c *rebalance.Config) { c.Levelling = false }).Admit(v, &tk, pr.Target); !errors.Is(err, rebalance.ErrRefused) {
 		t.Fatalf("without levelling the destination admits it: %v", err)
 	}
 	// A regular move, when one exists, wins over a levelling one.

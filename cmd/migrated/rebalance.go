@@ -200,7 +200,7 @@ compat.Decide. Deterministic for a seed, but for the measured step times.`,
 	f.Float64Var(&cfg.HotFraction, "hot-fraction", cfg.HotFraction, "fraction of the nodes in the hot spot")
 	f.Float64Var(&cfg.HotFactor, "hot-factor", cfg.HotFactor, "CPU factor of the tasks caught in the hot spot")
 	f.Float64Var(&cfg.FailureRate, "failure-rate", cfg.FailureRate, "probability that a move fails")
-	f.BoolVar(&cfg.Policy.Levelling, "levelling", cfg.Policy.Levelling, "allow levelling moves (rebalance.Config.Levelling)")
+	f.BoolVar(&cfg.Policy.Levelling, "levelling", cfg.Policy.Levelling, "allow levelling moves (rebalance.Config.Levelling; --levelling=false forbids them)")
 	f.BoolVar(&clusterPlan, "cluster-plan", false, "every node executes its row of one whole-cluster plan (default: each node plans on its own view)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON (with the time series)")
 	f.BoolVar(&series, "series", false, "print the time series too")
