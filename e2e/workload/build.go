@@ -64,11 +64,18 @@ var (
 // the affected workloads skip in Start.
 func Build(t testing.TB) *Set {
 	t.Helper()
-	buildOnce.Do(func() { buildSet, buildErr = build() })
-	if buildErr != nil {
-		t.Fatalf("build workloads: %v", buildErr)
+	s, err := Load()
+	if err != nil {
+		t.Fatalf("build workloads: %v", err)
 	}
-	return buildSet
+	return s
+}
+
+// Load is Build outside a test: it builds the workloads once per process
+// (or finds them already built) and returns the set.
+func Load() (*Set, error) {
+	buildOnce.Do(func() { buildSet, buildErr = build() })
+	return buildSet, buildErr
 }
 
 // Names lists every workload, runnable here or not.

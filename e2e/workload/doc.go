@@ -94,6 +94,9 @@
 //		Signal: func(pid int, sig syscall.Signal) error { return current.Signal(pid, sig) },
 //	})
 //
+// Outside a test (a benchmark harness, the demo) use Load instead of Build
+// and Set.StartProcess instead of Start, and call Proc.Stop when done.
+//
 // Build compiles every program once into a directory named after a hash of the
 // sources and the toolchains (under os.TempDir), so later test binaries reuse
 // it. The driver never waits for a workload in the background: a waiter in the

@@ -75,7 +75,6 @@ type Proc struct {
 	// the pid in DIR/ready is the workload's own.
 	Pid int
 
-	t      testing.TB
 	opts   Opts
 	reaped bool
 	// launched: started by Opts.Launch, so not a child of the test.
@@ -88,18 +87,35 @@ var ErrTimeout = errors.New("workload timed out")
 // ErrGone is returned when a workload died without writing its result.
 var ErrGone = errors.New("workload gone without a result")
 
-// Start starts workload name with opts and arranges its cleanup: at the end
-// of the test every process carrying its marker is killed, and its work
-// directory removed unless the test failed. It skips the test when the
-// workload cannot run on this machine.
+// Start starts workload name with opts for a test and arranges its
+// cleanup: at the end of the test every process carrying its marker is
+// killed, and its work directory removed unless the test failed. It skips
+// the test when the workload cannot run on this machine.
 func (s *Set) Start(t testing.TB, name string, opts Opts) *Proc {
 	t.Helper()
-	argv, err := s.Command(name)
+	p, err := s.StartProcess(name, opts)
 	if errors.Is(err, ErrUnavailable) {
 		t.Skipf("%v", err)
 	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		keep := t.Failed()
+		p.Stop(keep)
+		if keep {
+			t.Logf("%s: work directory kept: %s", p.Name, p.Dir)
+		}
+	})
+	return p
+}
+
+// StartProcess starts workload name outside a test (a benchmark harness, the
+// demo). The caller must call Stop when done with it.
+func (s *Set) StartProcess(name string, opts Opts) (*Proc, error) {
+	argv, err := s.Command(name)
+	if err != nil {
+		return nil, err
 	}
 	base := opts.BaseDir
 	if base == "" {
@@ -107,22 +123,25 @@ func (s *Set) Start(t testing.TB, name string, opts Opts) *Proc {
 	}
 	dir, err := os.MkdirTemp(base, "wl-"+strings.ReplaceAll(name, "/", "-")+"-")
 	if err != nil {
-		t.Fatalf("work dir: %v", err)
+		return nil, fmt.Errorf("work dir: %w", err)
 	}
-	p := &Proc{Name: name, Dir: dir, t: t, opts: opts}
-	t.Cleanup(p.cleanup)
+	p := &Proc{Name: name, Dir: dir, opts: opts, reaped: true}
+	fail := func(err error) (*Proc, error) {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
 	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	out, err := os.OpenFile(filepath.Join(dir, "output"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	defer out.Close()
 	if c := opts.Cred; c != nil {
 		for _, f := range []string{dir, out.Name()} {
 			if err := os.Chown(f, int(c.Uid), int(c.Gid)); err != nil {
-				t.Fatalf("give %s to uid %d: %v", f, c.Uid, err)
+				return fail(fmt.Errorf("give %s to uid %d: %w", f, c.Uid, err))
 			}
 		}
 	}
@@ -138,10 +157,10 @@ func (s *Set) Start(t testing.TB, name string, opts Opts) *Proc {
 	if opts.Launch != nil {
 		pid, err := opts.Launch(Launch{Argv: append([]string{argv[0]}, args...), Env: env, Dir: dir, Output: out, Cred: opts.Cred})
 		if err != nil {
-			t.Fatalf("launch %s: %v", name, err)
+			return fail(fmt.Errorf("launch: %w", err))
 		}
-		p.Pid, p.launched = pid, true
-		return p
+		p.Pid, p.launched, p.reaped = pid, true, false
+		return p, nil
 	}
 	cmd := exec.Command(argv[0], args...)
 	cmd.Dir = dir
@@ -154,19 +173,20 @@ func (s *Set) Start(t testing.TB, name string, opts Opts) *Proc {
 	}
 	if opts.Wrap != nil {
 		if err := opts.Wrap(cmd); err != nil {
-			t.Fatalf("wrap %s: %v", name, err)
+			return fail(fmt.Errorf("wrap: %w", err))
 		}
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+		return fail(err)
 	}
-	p.Pid = cmd.Process.Pid
+	p.Pid, p.reaped = cmd.Process.Pid, false
 	// No background Wait (see the package doc); the pid is reaped by Reap,
-	// Finish or the cleanup.
+	// Finish or Stop.
 	if err := cmd.Process.Release(); err != nil {
-		t.Fatalf("release %s: %v", name, err)
+		p.Stop(false)
+		return nil, fmt.Errorf("start %s: release: %w", name, err)
 	}
-	return p
+	return p, nil
 }
 
 // closeInheritedOnExec marks every fd above stderr of the test process
@@ -418,7 +438,9 @@ func (p *Proc) hasMarker(pid int) bool {
 	return bytes.HasPrefix(env, marker) || bytes.Contains(env, append([]byte{0}, marker...))
 }
 
-func (p *Proc) cleanup() {
+// Stop kills every copy of the workload, reaps the one that is our child,
+// and removes the work directory unless keepDir.
+func (p *Proc) Stop(keepDir bool) {
 	for _, pid := range p.Pids() {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		p.reapPid(pid, 5*time.Second)
@@ -427,9 +449,7 @@ func (p *Proc) cleanup() {
 		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
 		_ = p.Reap(5 * time.Second)
 	}
-	if p.t.Failed() {
-		p.t.Logf("%s: work directory kept: %s", p.Name, p.Dir)
-		return
+	if !keepDir {
+		os.RemoveAll(p.Dir)
 	}
-	os.RemoveAll(p.Dir)
 }
