@@ -196,6 +196,26 @@ func TestRunConvergesAndFinalIsExact(t *testing.T) {
 				t.Fatalf("Final: %v", err)
 			}
 			t.Logf("final round: %d pages, %d zero pages", st.Pages, st.ZeroPages)
+			// The layout changes made during pre-copy reached the sink.
+			var added, shrunk, fresh bool
+			for _, l := range sink.layouts {
+				for _, v := range l.Added {
+					added = added || v.Start == newMap
+				}
+				for _, c := range l.Changed {
+					shrunk = shrunk || (c.Old.Start == newMap && c.New.End < c.Old.End)
+				}
+				for _, v := range l.Removed {
+					shrunk = shrunk || v.Start == newMap // an unmap at the front may also show this way
+				}
+				fresh = fresh || l.Fresh.Contains(newMap)
+			}
+			if !added || !fresh {
+				t.Errorf("the mapping made in round 0 at %#x: added %v, fresh %v", newMap, added, fresh)
+			}
+			if !shrunk {
+				t.Errorf("the half-unmapping of %#x in round 1 never showed in a layout", newMap)
+			}
 			n := sink.compare(t, d.PID)
 			if n < d.Pages {
 				t.Errorf("compared %d pages, fewer than the region's %d", n, d.Pages)
