@@ -6,7 +6,8 @@
 # /work/shared/guest is used as a cache when its SHA256SUMS verify.
 #
 # Output (cached): $CACHE/ppc64/vmlinux and $CACHE/ppc64/source (where it came from).
-# MIGRATED_E2E_BUILD_KERNEL=1 skips the shared cache and builds.
+# MIGRATED_E2E_BUILD_KERNEL=1 skips the shared cache and builds (remove
+# $CACHE/ppc64 to replace a kernel already cached).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
