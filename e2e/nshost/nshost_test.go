@@ -155,6 +155,10 @@ func TestLinkDownUp(t *testing.T) {
 		if (err == nil) != tc.reach {
 			t.Errorf("link a-b down: %s -> %s: reachable=%v, want %v (%v)", tc.from.Name, tc.to.Name, err == nil, tc.reach, err)
 		}
+		// A link that is down fails fast, in the sender's kernel.
+		if err != nil && !strings.Contains(err.Error(), "network is unreachable") {
+			t.Errorf("%s -> %s: %v, want network is unreachable", tc.from.Name, tc.to.Name, err)
+		}
 	}
 
 	if err := c.LinkUp(a, b); err != nil {
