@@ -63,7 +63,7 @@
 //	zdtm/<feature>          one program per kernel feature: maps, mprotect, fpu,
 //	                        pthreads, futex, robust, rseq, sigaltstack, signals
 //	                        (pending), itimers, cwd, umask, rlimits, env, cmdline,
-//	                        deleted, vdso, mapshared (Set.ZDTM lists them)
+//	                        deleted, vdso, mapshared, shmanon (Set.ZDTM lists them)
 //	<name>-i386             simple, simple-static (-i386-static), threads and every
 //	                        zdtm program built with gcc -m32; they run only where
 //	                        the kernel executes i386 programs
