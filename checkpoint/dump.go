@@ -14,8 +14,8 @@ type DumpOptions struct {
 	// LeaveRunning thaws the task after the image is complete instead of
 	// killing it.
 	LeaveRunning bool
-	// Codec for page frames (s2 by default).
-	Codec image.Codec
+	// Codec for page frames: "s2" (the default when empty), "zstd" or "raw".
+	Codec string
 	// Manifest, when set, fills the task's manifest (the caller owns the
 	// capability analysis; see compat).
 	Manifest func(*image.Task) (*image.Manifest, error)
@@ -57,10 +57,10 @@ func Dump(pid int, w io.Writer, opts DumpOptions) (*image.Task, *DumpStats, erro
 		err = f.Kill()
 	}
 	st.Frozen = time.Since(frozenAt)
+	st.Total = time.Since(start)
 	if err == nil && !opts.LeaveRunning {
 		waitPIDFree(pid, 3*time.Second)
 	}
-	st.Total = time.Since(start)
 	return task, st, err
 }
 
@@ -81,7 +81,14 @@ func (f *Frozen) dump(w io.Writer, opts DumpOptions) (*image.Task, *DumpStats, e
 	if err := iw.WriteTask(task); err != nil {
 		return nil, nil, err
 	}
-	codec := opts.Codec
+	name := opts.Codec
+	if name == "" {
+		name = "s2"
+	}
+	codec, err := image.ParseCodec(name)
+	if err != nil {
+		return nil, nil, err
+	}
 	enc, err := image.NewFrameEncoder(codec)
 	if err != nil {
 		return nil, nil, err

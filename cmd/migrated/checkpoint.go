@@ -36,8 +36,7 @@ named, and keeps running untouched. Runs locally, as root.`,
 			if out == "" {
 				return usageError{fmt.Errorf("-o FILE is required")}
 			}
-			c, err := image.ParseCodec(codecName(codec))
-			if err != nil {
+			if _, err := image.ParseCodec(codecName(codec)); err != nil {
 				return usageError{err}
 			}
 			// Write beside the target and rename at the end: a failed
@@ -48,7 +47,7 @@ named, and keeps running untouched. Runs locally, as root.`,
 			}
 			defer os.Remove(tmp.Name())
 			task, st, err := checkpoint.Dump(pid, tmp, checkpoint.DumpOptions{
-				LeaveRunning: leave, Codec: c, Manifest: compat.NewManifest,
+				LeaveRunning: leave, Codec: codecName(codec), Manifest: compat.NewManifest,
 			})
 			if err != nil {
 				tmp.Close()
