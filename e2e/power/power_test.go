@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -405,4 +406,26 @@ func TestMixedPair(t *testing.T) {
 		}
 	}
 	checkTCP(ctx, t, pair, 1<<20)
+}
+
+// TestBootFailureCleansUp gives QEMU a CPU model it does not know: BootPair
+// must fail fast with ErrGuestExited, and no QEMU may be left behind.
+func TestBootFailureCleansUp(t *testing.T) {
+	needGuests(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	begin := time.Now()
+	pair, err := BootPair(ctx, PairConfig{Arch: ArchPPC64, CPU: "NOT-A-CPU", WorkDir: keptWorkDir(t), Logf: t.Logf})
+	if err == nil {
+		pair.Close()
+		t.Fatal("booted with an unknown CPU model")
+	}
+	if !errors.Is(err, ErrGuestExited) {
+		t.Errorf("error %v is not ErrGuestExited", err)
+	}
+	t.Logf("failed in %v: %.200s", time.Since(begin).Round(time.Millisecond), err)
+	out, _ := exec.Command("pgrep", "-f", "qemu-system-ppc64 .*NOT-A-CPU").Output()
+	if len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("QEMU left running: pids %s", out)
+	}
 }
