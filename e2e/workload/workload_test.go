@@ -438,3 +438,41 @@ func TestFinishGone(t *testing.T) {
 		t.Fatalf("WaitResult after SIGKILL: %v, want ErrGone", err)
 	}
 }
+
+// TestLogCheckFails proves the progress-log check can fail: a line
+// overwritten behind the workload's back (as a lost file offset would do)
+// must turn its result into FAIL.
+func TestLogCheckFails(t *testing.T) {
+	s := Build(t)
+	for name, args := range map[string][]string{
+		"simple": nil,
+		"gowork": {"--heap-mib=16"},
+		"chain":  {fmt.Sprintf("--steps=%d", chainSteps)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := s.Start(t, name, Opts{Args: args})
+			pid, err := p.WaitReady()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.WaitProgress(3, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.OpenFile(p.Dir+"/progress.log", os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt([]byte("overwritten"), 0); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			res, err := p.Finish(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Passed() || !strings.Contains(res.Status, "progress.log") {
+				t.Fatalf("after overwriting progress.log: %q, want a FAIL naming progress.log", res.Status)
+			}
+		})
+	}
+}
