@@ -458,7 +458,9 @@ func ReadFrame(r io.Reader, buf *[]byte) ([]byte, error) {
 	}
 	total := FrameHeaderSize + h.Rest()
 	if cap(b) < total {
-		nb := make([]byte, total)
+		// Grow geometrically: frame sizes vary by a few bytes, and growing
+		// to each new maximum exactly would allocate again and again.
+		nb := make([]byte, total, max(total, min(2*cap(b), MaxFrameSize)))
 		copy(nb, b)
 		b = nb
 	}
