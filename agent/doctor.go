@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/migrated/migrated/compat"
 )
@@ -69,8 +70,10 @@ func Doctor(h *compat.HostCaps, notes compat.ProbeNotes) DoctorReport {
 		return "not found"
 	}
 
-	add("arch", true, fmt.Sprintf("%s, %s, %d-byte pages, platform %q, kernel %s",
-		h.Arch, h.Endian, h.PageSize, h.Platform, h.KernelRelease), "", "", true)
+	add("arch", true, fmt.Sprintf("%s, %s-endian, %d-byte pages, platform %q, kernel %s",
+		strings.ToLower(strings.TrimPrefix(h.Arch.String(), "ARCH_")),
+		strings.ToLower(strings.TrimPrefix(h.Endian.String(), "ENDIAN_")),
+		h.PageSize, h.Platform, h.KernelRelease), "", "", true)
 	add("hwcap", true, fmt.Sprintf("AT_HWCAP %#x AT_HWCAP2 %#x", h.HWCap, h.HWCap2), "", "", true)
 	add("32-bit tasks", h.Compat32, "the kernel runs 32-bit executables (COMPAT / IA32 emulation)",
 		note(compat.FeatureCompat32),

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -225,5 +227,39 @@ func TestSecret(t *testing.T) {
 		if _, err := ParseSecret(bad); !errors.Is(err, ErrSecret) {
 			t.Errorf("ParseSecret(%q): %v", bad, err)
 		}
+	}
+}
+
+func TestReadSecretFile(t *testing.T) {
+	s, _ := NewSecret()
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		text string
+		mode os.FileMode
+		ok   bool
+	}{
+		{"private", FormatSecret(s), 0o600, true},
+		{"group-readable", FormatSecret(s), 0o640, true},
+		{"world-readable", FormatSecret(s), 0o644, false},
+		{"short", FormatSecret(s[:31]), 0o600, false},
+		{"not base64", "secret\n", 0o600, false},
+	}
+	for _, tt := range tests {
+		path := filepath.Join(dir, tt.name)
+		if err := os.WriteFile(path, []byte(tt.text), tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(path, tt.mode)
+		got, err := ReadSecretFile(path)
+		if tt.ok != (err == nil) || tt.ok && !bytes.Equal(got, s) {
+			t.Errorf("%s: %x %v", tt.name, got, err)
+		}
+		if err != nil && !errors.Is(err, ErrSecret) {
+			t.Errorf("%s: %v does not wrap ErrSecret", tt.name, err)
+		}
+	}
+	if _, err := ReadSecretFile(filepath.Join(dir, "missing")); err == nil {
+		t.Error("missing file accepted")
 	}
 }
