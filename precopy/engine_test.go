@@ -37,15 +37,17 @@ func newMemSink(pageSize uint64) *memSink {
 
 func (m *memSink) Layout(l *Layout) error {
 	m.layouts = append(m.layouts, l)
+	if len(l.Added)+len(l.Removed)+len(l.Changed)+len(l.Fresh) == 0 {
+		m.vmas = l.VMAs
+		return nil
+	}
+	var mapped []Range
+	for _, v := range l.VMAs {
+		mapped = append(mapped, Range{v.Start, v.End})
+	}
+	covered := normalize(mapped)
 	for a := range m.pages {
-		covered := false
-		for _, v := range l.VMAs {
-			if a >= v.Start && a < v.End {
-				covered = true
-				break
-			}
-		}
-		if !covered || l.Fresh.Contains(a) {
+		if !covered.Contains(a) || l.Fresh.Contains(a) {
 			delete(m.pages, a)
 		}
 	}
