@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/migrated/migrated/compat"
 	"github.com/migrated/migrated/image"
@@ -81,7 +82,11 @@ func Serve(ctx context.Context, s *transport.Session, opts DestinationOptions) e
 	}
 	if q := msg.GetOutcomeQuery(); q != nil {
 		st, pid := opts.Outcomes.Get(q.MoveId)
-		return s.Send(&image.Control{Msg: &image.Control_Outcome{Outcome: &image.Outcome{MoveId: q.MoveId, State: st, Pid: pid}}})
+		err := s.Send(&image.Control{Msg: &image.Control_Outcome{Outcome: &image.Outcome{MoveId: q.MoveId, State: st, Pid: pid}}})
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, _ = s.Recv(lctx)
+		cancel()
+		return err
 	}
 	hello := msg.GetHello()
 	if hello == nil {
@@ -89,6 +94,11 @@ func Serve(ctx context.Context, s *transport.Session, opts DestinationOptions) e
 	}
 	d := &destination{ctx: ctx, s: s, opts: opts, id: hello.MoveId, log: log.With("move", hello.MoveId)}
 	err = d.run()
+	// Let the last message reach the source before the session closes:
+	// wait (bounded) for the source to hang up first.
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, _ = s.Recv(lctx)
+	cancel()
 	if d.proc != nil && !d.resumed {
 		d.proc.Kill()
 	}

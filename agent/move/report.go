@@ -21,8 +21,14 @@ type Report struct {
 	WireBytes   uint64  `json:"wire_bytes"`
 	Tracker     string  `json:"tracker"`
 	Verdict     string  `json:"verdict"`
-	// FreezeMs is the source-side part of the downtime (freeze to commit).
-	FreezeMs float64 `json:"freeze_ms"`
+	// FreezeMs is the time the task was frozen on the source, until the
+	// destination said Running. Its parts: the final pre-copy round
+	// (FinalRoundMs), reading the task's state (CaptureMs), and building
+	// it on the destination until Prepared (PrepareMs).
+	FreezeMs     float64 `json:"freeze_ms"`
+	FinalRoundMs float64 `json:"final_round_ms"`
+	CaptureMs    float64 `json:"capture_ms"`
+	PrepareMs    float64 `json:"prepare_ms"`
 }
 
 // RejectedError: the destination refused the task before anything was

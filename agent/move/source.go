@@ -148,10 +148,14 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 		}
 		return nil, err
 	}
+	t0 := time.Now()
 	if _, err := sess.Final(ctx); err != nil {
 		return backOut(fmt.Errorf("final round: %w", err))
 	}
+	rep.FinalRoundMs = ms(time.Since(t0))
+	t0 = time.Now()
 	task, err := f.Capture()
+	rep.CaptureMs = ms(time.Since(t0))
 	if err != nil {
 		return backOut(err)
 	}
@@ -160,6 +164,7 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 		return backOut(err)
 	}
 	task.Manifest.AllowNewIds = opts.AllowNewIDs
+	t0 = time.Now()
 	if err := s.Send(&image.Control{Msg: &image.Control_Final{Final: task}}); err != nil {
 		return backOut(err)
 	}
@@ -167,6 +172,7 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 	if err != nil {
 		return backOut(err)
 	}
+	rep.PrepareMs = ms(time.Since(t0))
 	switch {
 	case msg.GetFailed() != nil:
 		_ = sess.Close()

@@ -1,0 +1,78 @@
+package hosts_test
+
+import (
+	"encoding/json"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/migrated/migrated/agent/move"
+	"github.com/migrated/migrated/e2e/hosts"
+	"github.com/migrated/migrated/e2e/workload"
+)
+
+// moveJSON runs `migrated move PID HOST --json` inside host a.
+func moveJSON(t *testing.T, env *hosts.Env, pid int, to string, extra ...string) (*move.Report, string, error) {
+	t.Helper()
+	args := append([]string{"move", strconv.Itoa(pid), to, "--json"}, extra...)
+	out, err := env.Host(0).Command(t.Context(), env.Bin, args...).CombinedOutput()
+	if err != nil {
+		return nil, string(out), err
+	}
+	var r move.Report
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, string(out), err
+	}
+	return &r, string(out), nil
+}
+
+func TestMoveWorkloads(t *testing.T) {
+	env, ctx := setup(t, hosts.Options{Hosts: 2})
+	set := workload.Build(t)
+	a, b := env.Host(0), env.Host(1)
+	cases := []struct {
+		name, workload string
+		args           []string
+	}{
+		{"simple", "simple", []string{"--mode=busy"}},
+		{"threads", "threads", nil},
+		{"mixed-64MiB", "mixed", []string{"--size-mib=64"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := set.Start(t, c.workload, env.WorkloadOpts(ctx, a, c.args...))
+			pid, err := p.WaitReady()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.WaitProgress(3, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			rep, out, err := moveJSON(t, env, pid, "b")
+			if err != nil {
+				t.Fatalf("move: %v\n%s", err, out)
+			}
+			t.Logf("report: %s", out)
+			if rep.NewPID != pid {
+				t.Errorf("new pid %d, want %d", rep.NewPID, pid)
+			}
+			if a.HasPID(pid) {
+				t.Errorf("the original (pid %d) is still on the source", pid)
+			}
+			if !b.HasPID(pid) {
+				t.Fatalf("pid %d is not on the destination", pid)
+			}
+			before, _ := p.Progress()
+			if err := p.WaitProgress(before+3, 30*time.Second); err != nil {
+				t.Fatalf("no progress on the destination: %v", err)
+			}
+			res, err := p.Finish(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Passed() {
+				t.Fatalf("self-check on the destination: %s", res.Status)
+			}
+		})
+	}
+}
