@@ -146,7 +146,7 @@ func TestRunConvergesAndFinalIsExact(t *testing.T) {
 			d.do("spin 20")
 			sink := newMemSink(d.PageSize)
 			sink.rate = 200e6
-			var newMap, resv uint64
+			var newMap, resv, shm uint64
 			sink.afterRound = func(round int) {
 				switch round {
 				case 0:
@@ -154,10 +154,15 @@ func TestRunConvergesAndFinalIsExact(t *testing.T) {
 					d.do("z 6")
 					fmt.Sscanf(d.do("map 32"), "%x", &newMap)
 					fmt.Sscanf(d.do("resv 20000"), "%x", &resv) // 78 MiB PROT_NONE
+					fmt.Sscanf(d.do("shm 16"), "%x", &shm)
 				case 1:
 					d.do("unmap %x 16", newMap)
 					d.do("k 9")
 					d.do("poke %x 3", resv)
+					// Replace the rest of the new mapping by a fresh one
+					// at the same place: same kind, new contents.
+					d.do("fixed %x 16", newMap+16*d.PageSize)
+					d.do("pw %x 2", shm)
 				}
 			}
 			var progress []Progress
@@ -228,9 +233,11 @@ func TestRunConvergesAndFinalIsExact(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Errorf("Close: %v", err)
 			}
-			if ans := d.do("stop"); ans[:2] != "ok" {
-				t.Errorf("task after pre-copy: %q", ans)
+			var written int
+			if _, err := fmt.Sscanf(d.do("stop"), "ok %d", &written); err != nil || written == 0 {
+				t.Errorf("task after pre-copy: wrote %d pages (%v)", written, err)
 			}
+			t.Logf("the task wrote %d times into its pages meanwhile", written)
 			if got := uwFlagged(t, d.PID); len(got) != 0 {
 				t.Errorf("after Close, VMAs still uffd-wp registered: %v", got)
 			}

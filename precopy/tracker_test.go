@@ -148,6 +148,25 @@ func trackerScenario(t *testing.T, kind Kind, cred *syscall.Credential) {
 	if got := pagesIn(dl.Dirty, d.Base, d.Pages, d.PageSize); !slices.Equal(got, []uint32{1}) {
 		t.Errorf("after the new mapping: dirty %v, want [1]", got)
 	}
+	// Shared anonymous memory.
+	var shm uint64
+	fmt.Sscanf(d.do("shm 4"), "%x", &shm)
+	if dl := sync(); dl.Fresh.Intersect(shm, shm+4*d.PageSize).Bytes() != 4*d.PageSize {
+		t.Errorf("new shared mapping at %#x: fresh %v", shm, dl.Fresh)
+	}
+	d.do("pw %x 2", shm)
+	if got := sync().Dirty.pageIndices(shm, shm+4*d.PageSize, d.PageSize); !slices.Equal(got, []uint32{2}) {
+		t.Errorf("write to shared anonymous page 2: dirty %v", got)
+	}
+	// A mapping replaced in place (MAP_FIXED) by one of the same kind:
+	// uffd-wp sees it unregistered (fresh); the others see its pages
+	// changed or gone.
+	d.do("fixed %x 8", addr)
+	dl = sync()
+	replaced := dl.Fresh.Union(dl.Dirty).Intersect(addr, addr+8*d.PageSize).Bytes()
+	if replaced != 8*d.PageSize {
+		t.Errorf("mapping replaced at %#x: fresh %v dirty %v", addr, dl.Fresh, dl.Dirty)
+	}
 	if kind == KindUFFD && len(uwFlagged(t, d.PID)) == 0 {
 		t.Errorf("no VMA is flagged uw (uffd-wp) in smaps while armed")
 	}

@@ -9,6 +9,10 @@
 //   map N           mmap N new pages and fill them             -> "<hex address>"
 //   unmap A N       munmap N pages at A                        -> "ok"
 //   resv N          mmap N pages PROT_NONE (a reservation)     -> "<hex address>"
+//   fixed A N       mmap N new pages over A (MAP_FIXED), write
+//                   the first                                  -> "ok"
+//   shm N           mmap N shared anonymous pages, filled      -> "<hex address>"
+//   pw A I          write one byte into page I at A            -> "ok"
 //   poke A I        make page I at A writable, write it, and
 //                   make it PROT_NONE again                    -> "ok"
 //   spin R          a second thread writes R random pages/ms   -> "ok"
@@ -131,6 +135,27 @@ int main(int argc, char **argv) {
 			if (p == MAP_FAILED)
 				return 6;
 			printf("%lx\n", (unsigned long)p);
+		} else if (strncmp(line, "fixed", 5) == 0) {
+			unsigned long a = strtoul(line + 5, &rest, 16);
+			size_t n = strtoul(rest, NULL, 10);
+			unsigned char *p = mmap((void *)a, n * psz, PROT_READ | PROT_WRITE,
+						MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+			if (p == MAP_FAILED)
+				return 9;
+			p[0] = 0x5a;
+			printf("ok\n");
+		} else if (strncmp(line, "shm", 3) == 0) {
+			size_t n = strtoul(line + 3, NULL, 10);
+			unsigned char *p = mmap(NULL, n * psz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+			if (p == MAP_FAILED)
+				return 10;
+			fill(p, n, 0);
+			printf("%lx\n", (unsigned long)p);
+		} else if (strncmp(line, "pw", 2) == 0) {
+			unsigned long a = strtoul(line + 2, &rest, 16);
+			size_t i = strtoul(rest, NULL, 10);
+			((unsigned char *)a)[i * psz + 11] += 1;
+			printf("ok\n");
 		} else if (strncmp(line, "poke", 4) == 0) {
 			unsigned long a = strtoul(line + 4, &rest, 16);
 			size_t i = strtoul(rest, NULL, 10);
