@@ -255,10 +255,19 @@ func (c *Cluster) shutdown(graceful bool, timeout time.Duration) error {
 	return err
 }
 
-// Refresh recomputes this node's metadata and gossips it now.
+// Refresh recomputes this node's metadata and gossips it now if it changed.
 func (c *Cluster) Refresh() error {
+	c.mu.Lock()
+	old := c.meta
+	c.mu.Unlock()
 	if err := c.encodeMeta(); err != nil {
 		return err
+	}
+	c.mu.Lock()
+	same := bytes.Equal(old, c.meta)
+	c.mu.Unlock()
+	if same {
+		return nil
 	}
 	return c.ml.UpdateNode(2 * time.Second)
 }
