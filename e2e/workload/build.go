@@ -218,7 +218,8 @@ func findTools() *toolchain {
 	} else {
 		tc.noC = "gcc not found (Debian package gcc)"
 	}
-	for _, p := range []string{filepath.Join(runtime.GOROOT(), "bin", "go"), "go"} {
+	// go test puts its own toolchain first in PATH; GOROOT is the fallback.
+	for _, p := range []string{"go", filepath.Join(runtime.GOROOT(), "bin", "go")} {
 		if lp, err := exec.LookPath(p); err == nil {
 			tc.goTool = lp
 			out, _ := runTool("", nil, lp, "version")
