@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -20,6 +21,15 @@ func testLogger(t *testing.T) *slog.Logger {
 
 func startNode(t *testing.T, name, ip string, secret []byte, tasks uint32) *Cluster {
 	t.Helper()
+	var n atomic.Uint32
+	n.Store(tasks)
+	return startNodeCounting(t, name, ip, secret, &n)
+}
+
+// startNodeCounting starts a node whose managed-task count is *tasks at
+// every metadata refresh.
+func startNodeCounting(t *testing.T, name, ip string, secret []byte, tasks *atomic.Uint32) *Cluster {
+	t.Helper()
 	c, err := Start(Config{
 		Name:    name,
 		Bind:    netip.AddrPortFrom(netip.MustParseAddr(ip), 0),
@@ -27,7 +37,7 @@ func startNode(t *testing.T, name, ip string, secret []byte, tasks uint32) *Clus
 		Profile: ProfileLocal,
 		Meta: func() Meta {
 			m := amd64Meta()
-			m.Tasks = tasks
+			m.Tasks = tasks.Load()
 			return m
 		},
 		RefreshInterval: 200 * time.Millisecond,
@@ -160,4 +170,39 @@ func TestFailedNode(t *testing.T) {
 	waitFor(t, 20*time.Second, "b failed", func() error {
 		return expect(a, map[string]State{"a": StateAlive, "b": StateFailed})
 	})
+}
+
+// TestMetaRefresh: a change of a node's metadata reaches its peers through
+// the periodic refresh (UpdateNode).
+func TestMetaRefresh(t *testing.T) {
+	secret, _ := NewSecret()
+	var tasks atomic.Uint32
+	a := startNodeCounting(t, "a", "127.0.0.1", secret, &tasks)
+	b := startNode(t, "b", "127.0.0.2", secret, 0)
+	ctx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	if _, err := b.Join(ctx, []string{a.LocalAddr().String()}); err != nil {
+		t.Fatal(err)
+	}
+	events, cancel := b.Subscribe(64)
+	defer cancel()
+	tasks.Store(42)
+	waitFor(t, 3*time.Second, "b sees a's new task count", func() error {
+		for _, m := range b.Members() {
+			if m.Name == "a" && m.Meta != nil && m.Meta.Tasks == 42 {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+	for {
+		select {
+		case ev := <-events:
+			if ev.Kind == EventUpdate && ev.Member.Name == "a" && ev.Member.Meta.Tasks == 42 {
+				return
+			}
+		case <-time.After(time.Second):
+			t.Fatal("no update event for a")
+		}
+	}
 }
