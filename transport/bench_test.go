@@ -49,7 +49,12 @@ func (s *countSink) ZeroPages(round uint32, addr uint64, size int) error {
 // streamPages moves total bytes of mixed pages from ss to ds as one round
 // and waits until the receiver applied all of them.
 func streamPages(ctx context.Context, ss, ds *Session, round uint32, total int) error {
-	src := benchMix()
+	return streamFrom(ctx, ss, ds, round, total, benchMix())
+}
+
+// streamFrom is streamPages with src (a multiple of batchPages pages) as the
+// pages, sent over and over.
+func streamFrom(ctx context.Context, ss, ds *Session, round uint32, total int, src []byte) error {
 	idx := indices(0, batchPages)
 	for off := 0; off < total; off += batchPages * 4096 {
 		m := off % len(src)
@@ -234,7 +239,7 @@ func BenchmarkPageStreamVsRaw(b *testing.B) {
 		bytes int
 	}{
 		{"loopback", 0, benchBytes},
-		{"link=40MB/s", 40e6, 256 << 20},
+		{"link=10MB/s", 10e6, rawChunk},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			o := Options{Secret: secretA, MaxBandwidth: tc.cap}

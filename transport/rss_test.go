@@ -22,7 +22,7 @@ func TestTransferRSS(t *testing.T) {
 		t.Skip("set MIGRATED_RSS_TEST=1 to measure peak RSS of 256 MiB and 4 GiB transfers (about a minute)")
 	}
 	hwm := map[int64]int64{}
-	for _, size := range []int64{256 << 20, 4 << 30} {
+	for _, size := range []int64{256 << 20, 1 << 30, 4 << 30} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestRSSChild$", "-test.v")
 		cmd.Env = append(os.Environ(), fmt.Sprintf("MIGRATED_RSS_CHILD=%d", size))
 		out, err := cmd.CombinedOutput()
@@ -66,8 +66,11 @@ func TestRSSChild(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	// 16 MiB of pages sent over and over, as the source agent reads a
+	// task's memory into a few reusable buffers.
+	pages := mixedPages(4096, 42)
 	begin := time.Now()
-	if err := streamPages(ctx, ss, ds, 0, int(total)); err != nil {
+	if err := streamFrom(ctx, ss, ds, 0, int(total), pages); err != nil {
 		t.Fatal(err)
 	}
 	el := time.Since(begin)

@@ -223,9 +223,9 @@ func New(opts Options) (*Transport, error) {
 
 func (t *Transport) quicConfig(server bool) *quic.Config {
 	c := &quic.Config{
-		HandshakeIdleTimeout:           t.opts.HandshakeTimeout,
-		MaxIdleTimeout:                 t.opts.IdleTimeout,
-		KeepAlivePeriod:                t.opts.IdleTimeout / 3,
+		HandshakeIdleTimeout: t.opts.HandshakeTimeout,
+		MaxIdleTimeout:       t.opts.IdleTimeout,
+		KeepAlivePeriod:      t.opts.IdleTimeout / 3,
 		// Receive windows bound what a peer may make us buffer per
 		// connection: 6 MiB is 60 MB/s per connection at 100 ms RTT.
 		InitialStreamReceiveWindow:     1 << 20,
