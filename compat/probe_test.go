@@ -477,3 +477,33 @@ func FuzzParseStatus(f *testing.F) {
 		ParseKernelRelease(string(b))
 	})
 }
+
+// TestCompat32ELFRuns runs the generated 32-bit probes under qemu user
+// emulation, so the ppc32 one is checked on an amd64 host too (and the
+// i386 one on hosts whose kernel refuses 32-bit executables).
+func TestCompat32ELFRuns(t *testing.T) {
+	tests := []struct {
+		qemu string
+		elf  []byte
+	}{
+		{"qemu-i386", i386ExitELF()},
+		{"qemu-ppc", ppc32ExitELF()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.qemu, func(t *testing.T) {
+			qemu, err := exec.LookPath(tt.qemu)
+			if err != nil {
+				t.Skipf("no %s (Debian package qemu-user)", tt.qemu)
+			}
+			path := filepath.Join(t.TempDir(), "probe32")
+			if err := os.WriteFile(path, tt.elf, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			err = exec.Command(qemu, path).Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != compat32ProbeStatus {
+				t.Errorf("%s: %v, want exit %d", tt.qemu, err, compat32ProbeStatus)
+			}
+		})
+	}
+}
