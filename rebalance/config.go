@@ -127,8 +127,8 @@ func (c *Config) Validate() error {
 		return bad("min_gain %v is negative", c.MinGain)
 	case c.DowntimeLimit <= 0:
 		return bad("downtime_limit %v must be positive", c.DowntimeLimit)
-	case c.MaxRounds < 1:
-		return bad("max_rounds %d must be at least 1", c.MaxRounds)
+	case c.MaxRounds < 1 || c.MaxRounds > 1000:
+		return bad("max_rounds %d must be in [1,1000]", c.MaxRounds)
 	case !(c.DefaultBandwidth > 0):
 		return bad("default_bandwidth %v must be positive", c.DefaultBandwidth)
 	case c.CostPerGiB < 0 || c.CostPerDowntimeSecond < 0:

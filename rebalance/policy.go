@@ -119,7 +119,7 @@ func (p *Policy) Failed(task, target string, at time.Time) {
 	}
 	f.count++
 	d := p.cfg.Backoff
-	for i := 1; i < f.count && d < p.cfg.MaxBackoff; i++ {
+	for i := 1; i < f.count && d > 0 && d < p.cfg.MaxBackoff; i++ {
 		d *= 2
 	}
 	if d > p.cfg.MaxBackoff {
