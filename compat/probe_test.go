@@ -409,12 +409,12 @@ func hasTracker(h *HostCaps, name string) bool {
 }
 
 func FuzzParseAuxv(f *testing.F) {
-	for _, dir := range []string{"amd64", "ppc64le-power9", "ppc64-power9"} {
+	for _, dir := range []string{"amd64", "ppc64le-power9", "ppc64-power9", "ppc64-qemu-user-power9"} {
 		b, err := os.ReadFile(filepath.Join("testdata", "probe", dir, "auxv"))
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(b, dir == "ppc64-power9", true)
+		f.Add(b, strings.HasPrefix(dir, "ppc64-"), true)
 	}
 	f.Add([]byte{6, 0, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0}, false, false)
 	f.Fuzz(func(t *testing.T, b []byte, big, wide bool) {
@@ -503,6 +503,90 @@ func TestCompat32ELFRuns(t *testing.T) {
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != compat32ProbeStatus {
 				t.Errorf("%s: %v, want exit %d", tt.qemu, err, compat32ProbeStatus)
+			}
+		})
+	}
+}
+
+// powerHWCapNames are the names glibc's LD_SHOW_AUXV prints for POWER hwcap
+// bits (arch/powerpc/include/uapi/asm/cputable.h).
+var powerHWCapNames = map[string]uint64{
+	"ppc32": 0x80000000, "ppc64": 0x40000000, "ppc601": 0x20000000, "altivec": 0x10000000,
+	"fpu": 0x08000000, "mmu": 0x04000000, "4xxmac": 0x02000000, "ucache": 0x01000000,
+	"spe": 0x00800000, "efpsingle": 0x00400000, "efpdouble": 0x00200000, "notb": 0x00100000,
+	"power4": 0x00080000, "power5": 0x00040000, "power5+": 0x00020000, "cellbe": 0x00010000,
+	"booke": 0x00008000, "smt": 0x00004000, "icachesnoop": 0x00002000, "arch_2_05": 0x00001000,
+	"pa6t": 0x00000800, "dfp": 0x00000400, "power6x": 0x00000200, "arch_2_06": 0x00000100,
+	"vsx": 0x00000080, "archpmu": 0x00000040, "true_le": 0x00000002, "ppcle": 0x00000001,
+}
+
+var powerHWCap2Names = map[string]uint64{
+	"arch_2_07": 0x80000000, "htm": 0x40000000, "dscr": 0x20000000, "ebb": 0x10000000,
+	"isel": 0x08000000, "tar": 0x04000000, "vcrypto": 0x02000000, "htm-nosc": 0x01000000,
+	"arch_3_00": 0x00800000, "ieee128": 0x00400000, "darn": 0x00200000, "scv": 0x00100000,
+	"htm-no-suspend": 0x00080000, "arch_3_1": 0x00040000, "mma": 0x00020000,
+}
+
+// TestQEMUUserSamples parses auxv bytes written by another implementation
+// (QEMU's linux-user ELF loader, POWER9 big-endian and POWER10
+// little-endian, captured with a cross-compiled C program) and checks them
+// against glibc's LD_SHOW_AUXV of the same process.
+func TestQEMUUserSamples(t *testing.T) {
+	for _, tt := range []struct {
+		dir  string
+		arch image.Arch
+	}{
+		{"ppc64-qemu-user-power9", image.Arch_ARCH_PPC64},
+		{"ppc64le-qemu-user-power10", image.Arch_ARCH_PPC64LE},
+	} {
+		t.Run(tt.dir, func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join("testdata", "probe", tt.dir, "auxv"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			text, err := os.ReadFile(filepath.Join("testdata", "probe", tt.dir, "ld_show_auxv.txt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			order, word, _ := AuxvLayout(tt.arch)
+			entries, err := ParseAuxv(raw, order, word)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := CapsFromAuxv(entries)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{}
+			for _, line := range strings.Split(string(text), "\n") {
+				if k, v, ok := strings.Cut(line, ":"); ok {
+					want[k] = strings.TrimSpace(v)
+				}
+			}
+			bitsOf := func(names string, table map[string]uint64) uint64 {
+				var v uint64
+				for _, n := range strings.Fields(names) {
+					b, ok := table[n]
+					if !ok {
+						t.Fatalf("unknown hwcap name %q", n)
+					}
+					v |= b
+				}
+				return v
+			}
+			if w := bitsOf(want["AT_HWCAP"], powerHWCapNames); c.HWCap != w {
+				t.Errorf("AT_HWCAP %#x, ld.so says %#x (%s)", c.HWCap, w, want["AT_HWCAP"])
+			}
+			if w := bitsOf(want["AT_HWCAP2"], powerHWCap2Names); c.HWCap2 != w {
+				t.Errorf("AT_HWCAP2 %#x, ld.so says %#x (%s)", c.HWCap2, w, want["AT_HWCAP2"])
+			}
+			if strconv.FormatUint(c.PageSize, 10) != want["AT_PAGESZ"] {
+				t.Errorf("AT_PAGESZ %d, ld.so says %s", c.PageSize, want["AT_PAGESZ"])
+			}
+			for _, e := range entries {
+				if e.Type == 9 /* AT_ENTRY */ && "0x"+strconv.FormatUint(e.Value, 16) != want["AT_ENTRY"] {
+					t.Errorf("AT_ENTRY %#x, ld.so says %s", e.Value, want["AT_ENTRY"])
+				}
 			}
 		})
 	}
