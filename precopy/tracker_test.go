@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -32,6 +33,20 @@ func TestIoctlNumbers(t *testing.T) {
 		if tt.got != tt.want {
 			t.Errorf("%s = %#x, want %#x", tt.name, tt.got, tt.want)
 		}
+	}
+}
+
+// TestHostIoctlNumbers checks the numbers this build uses (run it under
+// qemu-ppc64le/qemu-ppc64 to check the powerpc build).
+func TestHostIoctlNumbers(t *testing.T) {
+	wantUnregister := uintptr(0x8010aa01)
+	if runtime.GOARCH == "ppc64" || runtime.GOARCH == "ppc64le" {
+		wantUnregister = 0x4010aa01
+	}
+	got := []uintptr{uffdioAPIReq, uffdioRegisterReq, uffdioUnregisterReq, uffdioWriteprotectReq, pagemapScanReq}
+	want := []uintptr{0xc018aa3f, 0xc020aa00, wantUnregister, 0xc018aa06, 0xc0606610}
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: request numbers %#x, want %#x", runtime.GOARCH, got, want)
 	}
 }
 
