@@ -109,7 +109,7 @@ func freeUDPPort(t *testing.T) int {
 }
 
 // startAgent runs an in-process agent with its control socket in dir.
-func startAgent(t *testing.T, dir, name string) *Agent {
+func startAgent(t *testing.T, dir, name string, opts ...func(*Options)) *Agent {
 	t.Helper()
 	o := DefaultOptions()
 	o.Name = name
@@ -118,6 +118,9 @@ func startAgent(t *testing.T, dir, name string) *Agent {
 	o.Insecure = true
 	o.Gossip = "local"
 	o.Control = filepath.Join(dir, name+".sock")
+	for _, f := range opts {
+		f(&o)
+	}
 	log := slog.New(slog.DiscardHandler)
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -424,3 +427,31 @@ func FuzzParseProcStatus(f *testing.F) {
 }
 
 var testVDSO = &image.VDSOIdentity{Sha256: make([]byte, 32), VdsoSize: 8192}
+
+func TestMetricsEndpoint(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	a := startAgent(t, t.TempDir(), "metrics", func(o *Options) { o.Metrics = addr })
+	if err := NewClient(a.Options().Control).Get(context.Background(), "/v1/members", nil); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`migrated_cluster_members{state="alive"} 1`,
+		`migrated_control_requests_total{pattern="GET /v1/members",status="200"} 1`,
+		`migrated_managed_tasks 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
