@@ -509,10 +509,10 @@ func (pl *planner) serve(s int) (*Proposal, *Hold) {
 			continue
 		}
 		level := 0.0
-		d, cands := pl.target(s, ti, sig, pm, 0)
+		d, nTargets := pl.target(s, ti, sig, pm, 0)
 		if d < 0 && cfg.Levelling {
 			level = (src.load - t.CPU) / src.n.CPUs
-			d, cands = pl.target(s, ti, sig, pm, level)
+			d, nTargets = pl.target(s, ti, sig, pm, level)
 		}
 		if d < 0 {
 			nNoTarget++
@@ -536,10 +536,10 @@ func (pl *planner) serve(s int) (*Proposal, *Hold) {
 		switch {
 		case cand.Levelling:
 			if bestLevel == nil || betterProposal(cand, bestLevel) {
-				bestLevel, bestLevelCands = cand, cands
+				bestLevel, bestLevelCands = cand, nTargets
 			}
 		case best == nil || betterProposal(cand, best):
-			best, bestCands = cand, cands
+			best, bestCands = cand, nTargets
 		}
 	}
 	if best == nil && bestLevel != nil {
