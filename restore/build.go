@@ -314,7 +314,9 @@ func (p *Process) protectFinal() error {
 	return nil
 }
 
-// Kill removes the half-built process.
+// Kill removes the half-built process: SIGKILL, then, as its tracer, reap
+// every thread (the others before the leader, whose death the kernel
+// reports last). It returns once nothing of it is left.
 func (p *Process) Kill() {
 	if p.done {
 		return
@@ -322,19 +324,12 @@ func (p *Process) Kill() {
 	p.done = true
 	if p.PID > 0 {
 		_ = unix.Kill(p.PID, unix.SIGKILL)
-		_ = p.tracer.Do(func() error {
-			var ws unix.WaitStatus
-			for i := 0; i < 100; i++ {
-				_, err := unix.Wait4(p.PID, &ws, unix.WALL, nil)
-				if err == unix.EINTR {
-					continue
-				}
-				if err != nil || ws.Exited() || ws.Signaled() {
-					return nil
-				}
-			}
-			return nil
-		})
+		for i := len(p.threads) - 1; i >= 1; i-- {
+			p.threads[i].th.WaitGone()
+		}
+		if p.leader != nil {
+			p.leader.WaitGone()
+		}
 	}
 	p.tracer.Close()
 }

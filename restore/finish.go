@@ -107,14 +107,15 @@ func (p *Process) finish() error {
 	// made by clone3 with set_tid from inside the leader, so that it gets
 	// its own TID back, and is then built like the leader.
 	ths := []*threadBuild{{img: t.Threads[0], th: p.leader, in: p.in}}
+	p.threads = ths
 	for _, it := range t.Threads[1:] {
 		tb, err := p.spawnThread(it)
 		if err != nil {
 			return fmt.Errorf("thread %d: %w", it.Tid, err)
 		}
 		ths = append(ths, tb)
+		p.threads = ths // Kill must reap every thread made so far
 	}
-	p.threads = ths
 	if err := p.queueSignals(t.SharedPending, 0); err != nil {
 		return err
 	}

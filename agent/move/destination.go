@@ -126,7 +126,12 @@ type destination struct {
 	freshAnon [][2]uint64
 }
 
+// fail removes the half-built process first, then tells the source: once
+// the source hears Failed and thaws, no copy is left here.
 func (d *destination) fail(code, msg string) {
+	if d.proc != nil && !d.resumed {
+		d.proc.Kill()
+	}
 	_ = d.s.Send(&image.Control{Msg: &image.Control_Failed{Failed: &image.Failed{MoveId: d.id, Reasons: []*image.Reason{{Code: code, Message: msg}}}}})
 }
 
@@ -251,6 +256,7 @@ func (d *destination) final(t *image.Task) error {
 	if v.Kind == image.Verdict_REJECT {
 		var reasons []*image.Reason
 		reasons = append(reasons, v.Reasons...)
+		d.proc.Kill()
 		_ = d.s.Send(&image.Control{Msg: &image.Control_Failed{Failed: &image.Failed{MoveId: d.id, Reasons: reasons}}})
 		return fmt.Errorf("%w at the cutover: %s", ErrRejected, compat.NewReport(v).String())
 	}

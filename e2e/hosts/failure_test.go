@@ -1,0 +1,168 @@
+package hosts_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/migrated/migrated/e2e/hosts"
+	"github.com/migrated/migrated/e2e/workload"
+)
+
+// survives checks the promise after a failed move: the original still runs
+// on the source, makes progress, the destination has no copy, and the
+// workload passes its own check.
+func survives(t *testing.T, env *hosts.Env, p *workload.Proc, pid int) {
+	t.Helper()
+	a, b := env.Host(0), env.Host(1)
+	if !a.HasPID(pid) {
+		t.Fatalf("the original (pid %d) is gone from the source", pid)
+	}
+	// The destination drops its half-built copy when it learns of the
+	// failure (at once, or when its session times out after a partition);
+	// that copy never ran.
+	for deadline := time.Now().Add(40 * time.Second); b.HasPID(pid); {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d still exists on the destination 40 s after a failed move", pid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st, err := os.ReadFile(a.Path("/proc/" + strconv.Itoa(pid) + "/status"))
+	if err == nil && !strings.Contains(string(st), "TracerPid:\t0\n") {
+		t.Errorf("the original is still traced:\n%s", st)
+	}
+	before, _ := p.Progress()
+	if err := p.WaitProgress(before+3, 30*time.Second); err != nil {
+		t.Fatalf("the original makes no progress after the failed move: %v", err)
+	}
+	res, err := p.Finish(pid)
+	if err != nil || !res.Passed() {
+		t.Fatalf("the original after the failed move: %v %s", err, res.Status)
+	}
+}
+
+func startOn(t *testing.T, env *hosts.Env, name string, args ...string) (*workload.Proc, int) {
+	t.Helper()
+	set := workload.Build(t)
+	p := set.Start(t, name, env.WorkloadOpts(t.Context(), env.Host(0), args...))
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitProgress(2, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return p, pid
+}
+
+// The destination refuses the task (it advertises 64 KiB pages): check and
+// move both say why, with the stable reason code, and nothing moves.
+func TestMoveRejectedByDestination(t *testing.T) {
+	dir := t.TempDir()
+	override := filepath.Join(dir, "caps.json")
+	if err := os.WriteFile(override, []byte(`{"page_size": 65536}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env, ctx := setup(t, hosts.Options{Hosts: 2, AgentArgs: func(i int) []string {
+		if i == 1 {
+			return []string{"--caps-override", override}
+		}
+		return nil
+	}})
+	p, pid := startOn(t, env, "simple", "--mode=busy")
+	out, err := env.Host(0).Command(ctx, env.Bin, "check", strconv.Itoa(pid), "b", "--json").Output()
+	var verdict struct {
+		Verdict string `json:"verdict"`
+		Reasons []struct{ Code, Message string }
+	}
+	if jerr := json.Unmarshal(out, &verdict); jerr != nil {
+		t.Fatalf("check --json: %v %v: %s", err, jerr, out)
+	}
+	if err == nil || verdict.Verdict != "reject" || !hasCode(verdict.Reasons, "page-size") {
+		t.Fatalf("check: err %v, verdict %+v; want reject with page-size", err, verdict)
+	}
+	mout, err := env.Host(0).Command(ctx, env.Bin, "move", strconv.Itoa(pid), "b").CombinedOutput()
+	if err == nil || !strings.Contains(string(mout), "page-size") {
+		t.Fatalf("move: err %v, output %s; want a refusal naming page-size", err, mout)
+	}
+	t.Logf("move refused:\n%s", mout)
+	survives(t, env, p, pid)
+}
+
+func hasCode(rs []struct{ Code, Message string }, code string) bool {
+	for _, r := range rs {
+		if r.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+// The destination fails after building the process, before Prepared: the
+// source thaws the original.
+func TestDestinationFailsBeforePrepared(t *testing.T) {
+	env, ctx := setup(t, hosts.Options{Hosts: 2, AgentEnv: func(i int) []string {
+		if i == 1 {
+			return []string{"MIGRATED_TEST_FAIL_BEFORE_PREPARED=1"}
+		}
+		return nil
+	}})
+	p, pid := startOn(t, env, "threads")
+	out, err := env.Host(0).Command(ctx, env.Bin, "move", strconv.Itoa(pid), "b").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "test-failure") {
+		t.Fatalf("move: err %v, output %s; want the destination's failure", err, out)
+	}
+	survives(t, env, p, pid)
+}
+
+// The destination agent is killed during pre-copy (a bandwidth cap keeps
+// pre-copy going long enough).
+func TestDestinationKilledDuringPrecopy(t *testing.T) {
+	env, ctx := setup(t, hosts.Options{Hosts: 2})
+	p, pid := startOn(t, env, "mixed", "--size-mib=128")
+	mv := env.Host(0).Command(ctx, env.Bin, "move", strconv.Itoa(pid), "b", "--max-bandwidth", "8M")
+	var out strings.Builder
+	mv.Stdout, mv.Stderr = &out, &out
+	if err := mv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if err := env.Agents[1].Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mv.Wait(); err == nil {
+		t.Fatalf("move succeeded although the destination agent was killed:\n%s", out.String())
+	}
+	t.Logf("move failed as it should:\n%s", out.String())
+	survives(t, env, p, pid)
+}
+
+// The link between the hosts goes down during pre-copy: the session times
+// out and the original runs on.
+func TestLinkDownDuringPrecopy(t *testing.T) {
+	env, ctx := setup(t, hosts.Options{Hosts: 2})
+	p, pid := startOn(t, env, "mixed", "--size-mib=128")
+	mv := env.Host(0).Command(ctx, env.Bin, "move", strconv.Itoa(pid), "b", "--max-bandwidth", "8M")
+	var out strings.Builder
+	mv.Stdout, mv.Stderr = &out, &out
+	if err := mv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if err := env.Cluster.LinkDown(env.Host(0), env.Host(1)); err != nil {
+		t.Fatal(err)
+	}
+	err := mv.Wait()
+	if lerr := env.Cluster.LinkUp(env.Host(0), env.Host(1)); lerr != nil {
+		t.Fatal(lerr)
+	}
+	if err == nil {
+		t.Fatalf("move succeeded over a dead link:\n%s", out.String())
+	}
+	t.Logf("move failed as it should:\n%s", out.String())
+	survives(t, env, p, pid)
+}
