@@ -82,19 +82,7 @@ func (p *Process) finish() error {
 		}
 	}
 	for _, it := range t.Itimers {
-		value := it.ValueNs
-		if value == 0 && it.IntervalNs != 0 {
-			// A periodic timer whose signal is pending and not yet
-			// dequeued reads as value 0 (the kernel rearms it at
-			// dequeue); setitimer would take 0 as "disarm". Fire it at
-			// once instead: the pending signal is one signal either way.
-			value = 1000
-		}
-		ptr, err := p.writeScratch(arch.EncodeITimerval(a, it.IntervalNs, value))
-		if err != nil {
-			return err
-		}
-		if _, err := p.call("setitimer", sc.Setitimer, uint64(it.Which), ptr, 0); err != nil {
+		if err := p.setITimer(it); err != nil {
 			return fmt.Errorf("itimer %d: %w", it.Which, err)
 		}
 	}
@@ -547,6 +535,51 @@ func (p *Process) queueSignals(sigs []*image.SigInfo, tid int) error {
 		if err != nil {
 			return fmt.Errorf("queue signal %d: %w", s.Signo, err)
 		}
+	}
+	return nil
+}
+
+// setITimer restores one interval timer. A periodic timer whose signal is
+// pending and not yet dequeued reads as value 0 (the kernel rearms it at
+// dequeue), which setitimer would take as "disarm": it fires at once
+// instead, the pending signal being one signal either way. The kernel adds
+// a tick to the value of a CPU-time timer (ITIMER_VIRTUAL, ITIMER_PROF;
+// kernel/time/itimer.c set_cpu_itimer); the value is read back and the
+// tick taken off again, so the timer keeps the time it had left.
+func (p *Process) setITimer(it *image.ITimer) error {
+	a, sc := p.Arch, p.sc()
+	value := it.ValueNs
+	if value == 0 && it.IntervalNs != 0 {
+		value = 1000
+	}
+	set := func(v int64) error {
+		ptr, err := p.writeScratch(arch.EncodeITimerval(a, it.IntervalNs, v))
+		if err != nil {
+			return err
+		}
+		_, err = p.call("setitimer", sc.Setitimer, uint64(it.Which), ptr, 0)
+		return err
+	}
+	if err := set(value); err != nil {
+		return err
+	}
+	if it.Which == 0 || value == 0 {
+		return nil // ITIMER_REAL is exact
+	}
+	size := arch.ITimervalSize(a)
+	if _, err := p.call("getitimer", sc.Getitimer, uint64(it.Which), p.scratch); err != nil {
+		return err
+	}
+	b := make([]byte, size)
+	if err := inject.ReadMem(p.PID, p.scratch, b); err != nil {
+		return err
+	}
+	_, got, err := arch.DecodeITimerval(a, b)
+	if err != nil {
+		return err
+	}
+	if extra := got - value; extra > 0 {
+		return set(max(value-extra, 1000))
 	}
 	return nil
 }
