@@ -27,7 +27,14 @@ const prGetTidAddress = 40
 // It injects a few system calls (into a scratch page it maps and unmaps
 // again) where /proc is silent; the task's own registers and mask are put
 // back after each thread's calls.
-func (f *Frozen) Capture() (*image.Task, error) {
+func (f *Frozen) Capture() (*image.Task, error) { return f.capture(true) }
+
+// CaptureQuick reads what a manifest needs (header, vDSO identity, VMAs,
+// fds, auxv, register sets) and injects nothing: the task is stopped only
+// for the time it takes to read /proc and the registers.
+func (f *Frozen) CaptureQuick() (*image.Task, error) { return f.capture(false) }
+
+func (f *Frozen) capture(injected bool) (*image.Task, error) {
 	pid := f.PID
 	read := func(name string) ([]byte, error) {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, name))
@@ -221,8 +228,10 @@ func (f *Frozen) Capture() (*image.Task, error) {
 	}
 
 	// What only the task itself can tell: injected system calls.
-	if err := f.captureInjected(t, maps); err != nil {
-		return nil, err
+	if injected {
+		if err := f.captureInjected(t, maps); err != nil {
+			return nil, err
+		}
 	}
 	return t, nil
 }
