@@ -146,8 +146,19 @@ func TestRunConvergesAndFinalIsExact(t *testing.T) {
 			d.do("spin 20")
 			sink := newMemSink(d.PageSize)
 			sink.rate = 200e6
+			// The hooks below also write 400 pages (1.6 MB, 8 ms at the
+			// sink's 200 MB/s, over the 5 ms limit) after rounds 0 and 1,
+			// so that there are rounds 1 and 2 even when the spinning
+			// thread gets little CPU on a loaded machine.
+			var many strings.Builder
+			for i := 1000; i < 1400; i++ {
+				fmt.Fprintf(&many, " %d", i)
+			}
 			var newMap, resv, shm uint64
 			sink.afterRound = func(round int) {
+				if round < 2 {
+					d.do("w%s", many.String())
+				}
 				switch round {
 				case 0:
 					d.do("z 5")
@@ -187,8 +198,8 @@ func TestRunConvergesAndFinalIsExact(t *testing.T) {
 			if dec.Action != SwitchOver {
 				t.Fatalf("Run returned without switching over: %+v", dec)
 			}
-			if len(s.Rounds()) < 2 {
-				t.Errorf("only %d rounds: the test wants the task to dirty pages during round 0", len(s.Rounds()))
+			if len(s.Rounds()) < 3 {
+				t.Errorf("only %d rounds: the hooks dirty enough for three", len(s.Rounds()))
 			}
 			if len(progress) == 0 {
 				t.Errorf("no progress reported")
@@ -279,6 +290,11 @@ func TestRunAutoConverge(t *testing.T) {
 	d.do("spin 200")
 	sink := newMemSink(d.PageSize)
 	sink.rate = 100e6
+	// The same 50 pages written after every round: the rounds never get
+	// to nothing and never shrink, even if the spinning thread is starved.
+	sink.afterRound = func(int) {
+		d.do("w 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50")
+	}
 	var throttles []float64
 	opts := Options{
 		Tracker: KindUFFD,
