@@ -183,6 +183,7 @@ type Syscalls struct {
 	Getpid, Gettid, Getcwd, Chdir, Fchdir, Umask                              int
 	SetTidAddress, SetRobustList, GetRobustList, Rseq                         int
 	Dup2, Dup3, Fcntl, Ioctl, Userfaultfd, MemfdCreate                        int
+	Eventfd2, EpollCreate1, EpollCtl                                          int
 	Setresuid, Setresgid, Setgroups, Capset, Capget                           int
 	Personality, Pause, RestartSyscall, Nanosleep                             int
 	ClockGettime, Setsid, Setpgid, Getpgid, Getsid                            int

@@ -121,3 +121,20 @@ func DecodeITimerval(a Arch, b []byte) (intervalNS, valueNS int64, err error) {
 	}
 	return sl(0)*1e9 + sl(w)*1e3, sl(2*w)*1e9 + sl(3*w)*1e3, nil
 }
+
+// EncodeEpollEvent lays out struct epoll_event { __u32 events; __u64 data; }:
+// packed (12 bytes) on x86, naturally aligned (16 bytes) elsewhere
+// (include/uapi/linux/eventpoll.h, EPOLL_PACKED).
+func EncodeEpollEvent(a Arch, events uint32, data uint64) []byte {
+	o := a.ByteOrder()
+	if k := a.Kind(); k == KindAMD64 || k == KindI386 {
+		b := make([]byte, 12)
+		o.PutUint32(b, events)
+		o.PutUint64(b[4:], data)
+		return b
+	}
+	b := make([]byte, 16)
+	o.PutUint32(b, events)
+	o.PutUint64(b[8:], data)
+	return b
+}

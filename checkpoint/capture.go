@@ -195,6 +195,16 @@ func (f *Frozen) capture(injected bool) (*image.Task, error) {
 			Offset: info.Pos, Cloexec: info.Flags&unix.O_CLOEXEC != 0, Mode: o.st.Mode,
 			File: &image.FileIdentity{Dev: o.st.Dev, Ino: o.st.Ino, Size: o.st.Size, MtimeNs: o.st.Mtim.Nano()},
 		}
+		switch o.kind {
+		case image.FdKind_FD_EVENTFD:
+			fd.EventfdCount, fd.EventfdSemaphore = info.EventfdCount, info.EventfdSemaphore
+			fd.File = nil
+		case image.FdKind_FD_EPOLL:
+			for _, e := range info.Epoll {
+				fd.Epoll = append(fd.Epoll, &image.EpollTarget{Fd: int32(e.Fd), Events: e.Events, Data: e.Data})
+			}
+			fd.File = nil
+		}
 		t.Fds = append(t.Fds, fd)
 	}
 	if len(ue.Fds) > 0 {

@@ -9,6 +9,8 @@ var SupportedFdKinds = map[FdKind]bool{
 	FdKind_FD_DIRECTORY: true,
 	FdKind_FD_DEV_NULL:  true,
 	FdKind_FD_DEV_ZERO:  true,
+	FdKind_FD_EVENTFD:   true,
+	FdKind_FD_EPOLL:     true,
 }
 
 // FdKindName is a short human name for a kind ("pipe", "socket").

@@ -573,7 +573,7 @@ func (x Outcome_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Outcome_State.Descriptor instead.
 func (Outcome_State) EnumDescriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{34, 0}
+	return file_image_proto_rawDescGZIP(), []int{35, 0}
 }
 
 // Header opens every image and every move.
@@ -1844,18 +1844,21 @@ func (x *SigAction) GetMask() uint64 {
 }
 
 type Fd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Fd            int32                  `protobuf:"varint,1,opt,name=fd,proto3" json:"fd,omitempty"`
-	Kind          FdKind                 `protobuf:"varint,2,opt,name=kind,proto3,enum=migrated.image.v1.FdKind" json:"kind,omitempty"`
-	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
-	Flags         uint32                 `protobuf:"varint,4,opt,name=flags,proto3" json:"flags,omitempty"` // open flags as in fdinfo
-	Offset        int64                  `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
-	Cloexec       bool                   `protobuf:"varint,6,opt,name=cloexec,proto3" json:"cloexec,omitempty"`
-	File          *FileIdentity          `protobuf:"bytes,7,opt,name=file,proto3" json:"file,omitempty"`
-	Mode          uint32                 `protobuf:"varint,8,opt,name=mode,proto3" json:"mode,omitempty"`
-	Contents      []byte                 `protobuf:"bytes,9,opt,name=contents,proto3" json:"contents,omitempty"` // FD_DELETED_REGULAR only
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Fd               int32                  `protobuf:"varint,1,opt,name=fd,proto3" json:"fd,omitempty"`
+	Kind             FdKind                 `protobuf:"varint,2,opt,name=kind,proto3,enum=migrated.image.v1.FdKind" json:"kind,omitempty"`
+	Path             string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	Flags            uint32                 `protobuf:"varint,4,opt,name=flags,proto3" json:"flags,omitempty"` // open flags as in fdinfo
+	Offset           int64                  `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
+	Cloexec          bool                   `protobuf:"varint,6,opt,name=cloexec,proto3" json:"cloexec,omitempty"`
+	File             *FileIdentity          `protobuf:"bytes,7,opt,name=file,proto3" json:"file,omitempty"`
+	Mode             uint32                 `protobuf:"varint,8,opt,name=mode,proto3" json:"mode,omitempty"`
+	Contents         []byte                 `protobuf:"bytes,9,opt,name=contents,proto3" json:"contents,omitempty"`                                           // FD_DELETED_REGULAR only
+	EventfdCount     uint64                 `protobuf:"varint,10,opt,name=eventfd_count,json=eventfdCount,proto3" json:"eventfd_count,omitempty"`             // FD_EVENTFD: the counter
+	EventfdSemaphore bool                   `protobuf:"varint,11,opt,name=eventfd_semaphore,json=eventfdSemaphore,proto3" json:"eventfd_semaphore,omitempty"` // FD_EVENTFD: EFD_SEMAPHORE
+	Epoll            []*EpollTarget         `protobuf:"bytes,12,rep,name=epoll,proto3" json:"epoll,omitempty"`                                                // FD_EPOLL: the interest list
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Fd) Reset() {
@@ -1951,6 +1954,88 @@ func (x *Fd) GetContents() []byte {
 	return nil
 }
 
+func (x *Fd) GetEventfdCount() uint64 {
+	if x != nil {
+		return x.EventfdCount
+	}
+	return 0
+}
+
+func (x *Fd) GetEventfdSemaphore() bool {
+	if x != nil {
+		return x.EventfdSemaphore
+	}
+	return false
+}
+
+func (x *Fd) GetEpoll() []*EpollTarget {
+	if x != nil {
+		return x.Epoll
+	}
+	return nil
+}
+
+// EpollTarget is one fd an epoll instance watches.
+type EpollTarget struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Fd            int32                  `protobuf:"varint,1,opt,name=fd,proto3" json:"fd,omitempty"`         // the watched fd's number in the task
+	Events        uint32                 `protobuf:"varint,2,opt,name=events,proto3" json:"events,omitempty"` // EPOLLIN | EPOLLET ...
+	Data          uint64                 `protobuf:"varint,3,opt,name=data,proto3" json:"data,omitempty"`     // the user data registered with it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EpollTarget) Reset() {
+	*x = EpollTarget{}
+	mi := &file_image_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EpollTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EpollTarget) ProtoMessage() {}
+
+func (x *EpollTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_image_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EpollTarget.ProtoReflect.Descriptor instead.
+func (*EpollTarget) Descriptor() ([]byte, []int) {
+	return file_image_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *EpollTarget) GetFd() int32 {
+	if x != nil {
+		return x.Fd
+	}
+	return 0
+}
+
+func (x *EpollTarget) GetEvents() uint32 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *EpollTarget) GetData() uint64 {
+	if x != nil {
+		return x.Data
+	}
+	return 0
+}
+
 type MM struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	StartCode     uint64                 `protobuf:"varint,1,opt,name=start_code,json=startCode,proto3" json:"start_code,omitempty"`
@@ -1973,7 +2058,7 @@ type MM struct {
 
 func (x *MM) Reset() {
 	*x = MM{}
-	mi := &file_image_proto_msgTypes[17]
+	mi := &file_image_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2070,7 @@ func (x *MM) String() string {
 func (*MM) ProtoMessage() {}
 
 func (x *MM) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[17]
+	mi := &file_image_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2083,7 @@ func (x *MM) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MM.ProtoReflect.Descriptor instead.
 func (*MM) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{17}
+	return file_image_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MM) GetStartCode() uint64 {
@@ -2117,7 +2202,7 @@ type Creds struct {
 
 func (x *Creds) Reset() {
 	*x = Creds{}
-	mi := &file_image_proto_msgTypes[18]
+	mi := &file_image_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2129,7 +2214,7 @@ func (x *Creds) String() string {
 func (*Creds) ProtoMessage() {}
 
 func (x *Creds) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[18]
+	mi := &file_image_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2142,7 +2227,7 @@ func (x *Creds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Creds.ProtoReflect.Descriptor instead.
 func (*Creds) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{18}
+	return file_image_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Creds) GetUids() []uint32 {
@@ -2226,7 +2311,7 @@ type Rlimit struct {
 
 func (x *Rlimit) Reset() {
 	*x = Rlimit{}
-	mi := &file_image_proto_msgTypes[19]
+	mi := &file_image_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2238,7 +2323,7 @@ func (x *Rlimit) String() string {
 func (*Rlimit) ProtoMessage() {}
 
 func (x *Rlimit) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[19]
+	mi := &file_image_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2251,7 +2336,7 @@ func (x *Rlimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rlimit.ProtoReflect.Descriptor instead.
 func (*Rlimit) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{19}
+	return file_image_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Rlimit) GetResource() int32 {
@@ -2286,7 +2371,7 @@ type ITimer struct {
 
 func (x *ITimer) Reset() {
 	*x = ITimer{}
-	mi := &file_image_proto_msgTypes[20]
+	mi := &file_image_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2298,7 +2383,7 @@ func (x *ITimer) String() string {
 func (*ITimer) ProtoMessage() {}
 
 func (x *ITimer) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[20]
+	mi := &file_image_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2311,7 +2396,7 @@ func (x *ITimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ITimer.ProtoReflect.Descriptor instead.
 func (*ITimer) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{20}
+	return file_image_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ITimer) GetWhich() int32 {
@@ -2345,7 +2430,7 @@ type Clocks struct {
 
 func (x *Clocks) Reset() {
 	*x = Clocks{}
-	mi := &file_image_proto_msgTypes[21]
+	mi := &file_image_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2442,7 @@ func (x *Clocks) String() string {
 func (*Clocks) ProtoMessage() {}
 
 func (x *Clocks) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[21]
+	mi := &file_image_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2455,7 @@ func (x *Clocks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Clocks.ProtoReflect.Descriptor instead.
 func (*Clocks) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{21}
+	return file_image_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Clocks) GetMonotonicNs() int64 {
@@ -2414,7 +2499,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_image_proto_msgTypes[22]
+	mi := &file_image_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2426,7 +2511,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[22]
+	mi := &file_image_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2439,7 +2524,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{22}
+	return file_image_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Task) GetHeader() *Header {
@@ -2596,7 +2681,7 @@ type Control struct {
 
 func (x *Control) Reset() {
 	*x = Control{}
-	mi := &file_image_proto_msgTypes[23]
+	mi := &file_image_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +2693,7 @@ func (x *Control) String() string {
 func (*Control) ProtoMessage() {}
 
 func (x *Control) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[23]
+	mi := &file_image_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2621,7 +2706,7 @@ func (x *Control) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Control.ProtoReflect.Descriptor instead.
 func (*Control) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{23}
+	return file_image_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Control) GetMsg() isControl_Msg {
@@ -2856,7 +2941,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_image_proto_msgTypes[24]
+	mi := &file_image_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2868,7 +2953,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[24]
+	mi := &file_image_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2881,7 +2966,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{24}
+	return file_image_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Hello) GetMoveId() string {
@@ -2919,7 +3004,7 @@ type Layout struct {
 
 func (x *Layout) Reset() {
 	*x = Layout{}
-	mi := &file_image_proto_msgTypes[25]
+	mi := &file_image_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2931,7 +3016,7 @@ func (x *Layout) String() string {
 func (*Layout) ProtoMessage() {}
 
 func (x *Layout) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[25]
+	mi := &file_image_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2944,7 +3029,7 @@ func (x *Layout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Layout.ProtoReflect.Descriptor instead.
 func (*Layout) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{25}
+	return file_image_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Layout) GetRound() uint32 {
@@ -2981,7 +3066,7 @@ type RoundDone struct {
 
 func (x *RoundDone) Reset() {
 	*x = RoundDone{}
-	mi := &file_image_proto_msgTypes[26]
+	mi := &file_image_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2993,7 +3078,7 @@ func (x *RoundDone) String() string {
 func (*RoundDone) ProtoMessage() {}
 
 func (x *RoundDone) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[26]
+	mi := &file_image_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3006,7 +3091,7 @@ func (x *RoundDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundDone.ProtoReflect.Descriptor instead.
 func (*RoundDone) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{26}
+	return file_image_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RoundDone) GetRound() uint32 {
@@ -3054,7 +3139,7 @@ type RoundAck struct {
 
 func (x *RoundAck) Reset() {
 	*x = RoundAck{}
-	mi := &file_image_proto_msgTypes[27]
+	mi := &file_image_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3066,7 +3151,7 @@ func (x *RoundAck) String() string {
 func (*RoundAck) ProtoMessage() {}
 
 func (x *RoundAck) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[27]
+	mi := &file_image_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3079,7 +3164,7 @@ func (x *RoundAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundAck.ProtoReflect.Descriptor instead.
 func (*RoundAck) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{27}
+	return file_image_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RoundAck) GetRound() uint32 {
@@ -3105,7 +3190,7 @@ type Prepared struct {
 
 func (x *Prepared) Reset() {
 	*x = Prepared{}
-	mi := &file_image_proto_msgTypes[28]
+	mi := &file_image_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3117,7 +3202,7 @@ func (x *Prepared) String() string {
 func (*Prepared) ProtoMessage() {}
 
 func (x *Prepared) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[28]
+	mi := &file_image_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3130,7 +3215,7 @@ func (x *Prepared) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Prepared.ProtoReflect.Descriptor instead.
 func (*Prepared) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{28}
+	return file_image_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Prepared) GetMoveId() string {
@@ -3150,7 +3235,7 @@ type Failed struct {
 
 func (x *Failed) Reset() {
 	*x = Failed{}
-	mi := &file_image_proto_msgTypes[29]
+	mi := &file_image_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3162,7 +3247,7 @@ func (x *Failed) String() string {
 func (*Failed) ProtoMessage() {}
 
 func (x *Failed) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[29]
+	mi := &file_image_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3175,7 +3260,7 @@ func (x *Failed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failed.ProtoReflect.Descriptor instead.
 func (*Failed) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{29}
+	return file_image_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Failed) GetMoveId() string {
@@ -3201,7 +3286,7 @@ type Commit struct {
 
 func (x *Commit) Reset() {
 	*x = Commit{}
-	mi := &file_image_proto_msgTypes[30]
+	mi := &file_image_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3213,7 +3298,7 @@ func (x *Commit) String() string {
 func (*Commit) ProtoMessage() {}
 
 func (x *Commit) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[30]
+	mi := &file_image_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3226,7 +3311,7 @@ func (x *Commit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Commit.ProtoReflect.Descriptor instead.
 func (*Commit) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{30}
+	return file_image_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Commit) GetMoveId() string {
@@ -3246,7 +3331,7 @@ type Running struct {
 
 func (x *Running) Reset() {
 	*x = Running{}
-	mi := &file_image_proto_msgTypes[31]
+	mi := &file_image_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3258,7 +3343,7 @@ func (x *Running) String() string {
 func (*Running) ProtoMessage() {}
 
 func (x *Running) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[31]
+	mi := &file_image_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3271,7 +3356,7 @@ func (x *Running) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Running.ProtoReflect.Descriptor instead.
 func (*Running) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{31}
+	return file_image_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Running) GetMoveId() string {
@@ -3298,7 +3383,7 @@ type Abort struct {
 
 func (x *Abort) Reset() {
 	*x = Abort{}
-	mi := &file_image_proto_msgTypes[32]
+	mi := &file_image_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3310,7 +3395,7 @@ func (x *Abort) String() string {
 func (*Abort) ProtoMessage() {}
 
 func (x *Abort) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[32]
+	mi := &file_image_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3323,7 +3408,7 @@ func (x *Abort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Abort.ProtoReflect.Descriptor instead.
 func (*Abort) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{32}
+	return file_image_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Abort) GetMoveId() string {
@@ -3349,7 +3434,7 @@ type OutcomeQuery struct {
 
 func (x *OutcomeQuery) Reset() {
 	*x = OutcomeQuery{}
-	mi := &file_image_proto_msgTypes[33]
+	mi := &file_image_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3361,7 +3446,7 @@ func (x *OutcomeQuery) String() string {
 func (*OutcomeQuery) ProtoMessage() {}
 
 func (x *OutcomeQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[33]
+	mi := &file_image_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3374,7 +3459,7 @@ func (x *OutcomeQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutcomeQuery.ProtoReflect.Descriptor instead.
 func (*OutcomeQuery) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{33}
+	return file_image_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *OutcomeQuery) GetMoveId() string {
@@ -3395,7 +3480,7 @@ type Outcome struct {
 
 func (x *Outcome) Reset() {
 	*x = Outcome{}
-	mi := &file_image_proto_msgTypes[34]
+	mi := &file_image_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3407,7 +3492,7 @@ func (x *Outcome) String() string {
 func (*Outcome) ProtoMessage() {}
 
 func (x *Outcome) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[34]
+	mi := &file_image_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3420,7 +3505,7 @@ func (x *Outcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
 func (*Outcome) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{34}
+	return file_image_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Outcome) GetMoveId() string {
@@ -3565,7 +3650,7 @@ const file_image_proto_rawDesc = "" +
 	"\ahandler\x18\x02 \x01(\x04R\ahandler\x12\x14\n" +
 	"\x05flags\x18\x03 \x01(\x04R\x05flags\x12\x1a\n" +
 	"\brestorer\x18\x04 \x01(\x04R\brestorer\x12\x12\n" +
-	"\x04mask\x18\x05 \x01(\x04R\x04mask\"\x84\x02\n" +
+	"\x04mask\x18\x05 \x01(\x04R\x04mask\"\x8c\x03\n" +
 	"\x02Fd\x12\x0e\n" +
 	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12-\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x19.migrated.image.v1.FdKindR\x04kind\x12\x12\n" +
@@ -3575,7 +3660,15 @@ const file_image_proto_rawDesc = "" +
 	"\acloexec\x18\x06 \x01(\bR\acloexec\x123\n" +
 	"\x04file\x18\a \x01(\v2\x1f.migrated.image.v1.FileIdentityR\x04file\x12\x12\n" +
 	"\x04mode\x18\b \x01(\rR\x04mode\x12\x1a\n" +
-	"\bcontents\x18\t \x01(\fR\bcontents\"\x96\x03\n" +
+	"\bcontents\x18\t \x01(\fR\bcontents\x12#\n" +
+	"\reventfd_count\x18\n" +
+	" \x01(\x04R\feventfdCount\x12+\n" +
+	"\x11eventfd_semaphore\x18\v \x01(\bR\x10eventfdSemaphore\x124\n" +
+	"\x05epoll\x18\f \x03(\v2\x1e.migrated.image.v1.EpollTargetR\x05epoll\"I\n" +
+	"\vEpollTarget\x12\x0e\n" +
+	"\x02fd\x18\x01 \x01(\x05R\x02fd\x12\x16\n" +
+	"\x06events\x18\x02 \x01(\rR\x06events\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\x04R\x04data\"\x96\x03\n" +
 	"\x02MM\x12\x1d\n" +
 	"\n" +
 	"start_code\x18\x01 \x01(\x04R\tstartCode\x12\x19\n" +
@@ -3807,7 +3900,7 @@ func file_image_proto_rawDescGZIP() []byte {
 }
 
 var file_image_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_image_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_image_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_image_proto_goTypes = []any{
 	(Arch)(0),              // 0: migrated.image.v1.Arch
 	(Endian)(0),            // 1: migrated.image.v1.Endian
@@ -3834,24 +3927,25 @@ var file_image_proto_goTypes = []any{
 	(*Thread)(nil),         // 22: migrated.image.v1.Thread
 	(*SigAction)(nil),      // 23: migrated.image.v1.SigAction
 	(*Fd)(nil),             // 24: migrated.image.v1.Fd
-	(*MM)(nil),             // 25: migrated.image.v1.MM
-	(*Creds)(nil),          // 26: migrated.image.v1.Creds
-	(*Rlimit)(nil),         // 27: migrated.image.v1.Rlimit
-	(*ITimer)(nil),         // 28: migrated.image.v1.ITimer
-	(*Clocks)(nil),         // 29: migrated.image.v1.Clocks
-	(*Task)(nil),           // 30: migrated.image.v1.Task
-	(*Control)(nil),        // 31: migrated.image.v1.Control
-	(*Hello)(nil),          // 32: migrated.image.v1.Hello
-	(*Layout)(nil),         // 33: migrated.image.v1.Layout
-	(*RoundDone)(nil),      // 34: migrated.image.v1.RoundDone
-	(*RoundAck)(nil),       // 35: migrated.image.v1.RoundAck
-	(*Prepared)(nil),       // 36: migrated.image.v1.Prepared
-	(*Failed)(nil),         // 37: migrated.image.v1.Failed
-	(*Commit)(nil),         // 38: migrated.image.v1.Commit
-	(*Running)(nil),        // 39: migrated.image.v1.Running
-	(*Abort)(nil),          // 40: migrated.image.v1.Abort
-	(*OutcomeQuery)(nil),   // 41: migrated.image.v1.OutcomeQuery
-	(*Outcome)(nil),        // 42: migrated.image.v1.Outcome
+	(*EpollTarget)(nil),    // 25: migrated.image.v1.EpollTarget
+	(*MM)(nil),             // 26: migrated.image.v1.MM
+	(*Creds)(nil),          // 27: migrated.image.v1.Creds
+	(*Rlimit)(nil),         // 28: migrated.image.v1.Rlimit
+	(*ITimer)(nil),         // 29: migrated.image.v1.ITimer
+	(*Clocks)(nil),         // 30: migrated.image.v1.Clocks
+	(*Task)(nil),           // 31: migrated.image.v1.Task
+	(*Control)(nil),        // 32: migrated.image.v1.Control
+	(*Hello)(nil),          // 33: migrated.image.v1.Hello
+	(*Layout)(nil),         // 34: migrated.image.v1.Layout
+	(*RoundDone)(nil),      // 35: migrated.image.v1.RoundDone
+	(*RoundAck)(nil),       // 36: migrated.image.v1.RoundAck
+	(*Prepared)(nil),       // 37: migrated.image.v1.Prepared
+	(*Failed)(nil),         // 38: migrated.image.v1.Failed
+	(*Commit)(nil),         // 39: migrated.image.v1.Commit
+	(*Running)(nil),        // 40: migrated.image.v1.Running
+	(*Abort)(nil),          // 41: migrated.image.v1.Abort
+	(*OutcomeQuery)(nil),   // 42: migrated.image.v1.OutcomeQuery
+	(*Outcome)(nil),        // 43: migrated.image.v1.Outcome
 }
 var file_image_proto_depIdxs = []int32{
 	0,  // 0: migrated.image.v1.Header.arch:type_name -> migrated.image.v1.Arch
@@ -3874,41 +3968,42 @@ var file_image_proto_depIdxs = []int32{
 	21, // 17: migrated.image.v1.Thread.pending:type_name -> migrated.image.v1.SigInfo
 	4,  // 18: migrated.image.v1.Fd.kind:type_name -> migrated.image.v1.FdKind
 	14, // 19: migrated.image.v1.Fd.file:type_name -> migrated.image.v1.FileIdentity
-	14, // 20: migrated.image.v1.MM.exe:type_name -> migrated.image.v1.FileIdentity
-	8,  // 21: migrated.image.v1.Task.header:type_name -> migrated.image.v1.Header
-	11, // 22: migrated.image.v1.Task.manifest:type_name -> migrated.image.v1.Manifest
-	15, // 23: migrated.image.v1.Task.vmas:type_name -> migrated.image.v1.VMA
-	22, // 24: migrated.image.v1.Task.threads:type_name -> migrated.image.v1.Thread
-	23, // 25: migrated.image.v1.Task.sigactions:type_name -> migrated.image.v1.SigAction
-	21, // 26: migrated.image.v1.Task.shared_pending:type_name -> migrated.image.v1.SigInfo
-	24, // 27: migrated.image.v1.Task.fds:type_name -> migrated.image.v1.Fd
-	25, // 28: migrated.image.v1.Task.mm:type_name -> migrated.image.v1.MM
-	26, // 29: migrated.image.v1.Task.creds:type_name -> migrated.image.v1.Creds
-	27, // 30: migrated.image.v1.Task.rlimits:type_name -> migrated.image.v1.Rlimit
-	28, // 31: migrated.image.v1.Task.itimers:type_name -> migrated.image.v1.ITimer
-	29, // 32: migrated.image.v1.Task.clocks:type_name -> migrated.image.v1.Clocks
-	32, // 33: migrated.image.v1.Control.hello:type_name -> migrated.image.v1.Hello
-	11, // 34: migrated.image.v1.Control.manifest:type_name -> migrated.image.v1.Manifest
-	12, // 35: migrated.image.v1.Control.verdict:type_name -> migrated.image.v1.Verdict
-	33, // 36: migrated.image.v1.Control.layout:type_name -> migrated.image.v1.Layout
-	34, // 37: migrated.image.v1.Control.round_done:type_name -> migrated.image.v1.RoundDone
-	30, // 38: migrated.image.v1.Control.final:type_name -> migrated.image.v1.Task
-	36, // 39: migrated.image.v1.Control.prepared:type_name -> migrated.image.v1.Prepared
-	37, // 40: migrated.image.v1.Control.failed:type_name -> migrated.image.v1.Failed
-	38, // 41: migrated.image.v1.Control.commit:type_name -> migrated.image.v1.Commit
-	39, // 42: migrated.image.v1.Control.running:type_name -> migrated.image.v1.Running
-	40, // 43: migrated.image.v1.Control.abort:type_name -> migrated.image.v1.Abort
-	41, // 44: migrated.image.v1.Control.outcome_query:type_name -> migrated.image.v1.OutcomeQuery
-	42, // 45: migrated.image.v1.Control.outcome:type_name -> migrated.image.v1.Outcome
-	35, // 46: migrated.image.v1.Control.round_ack:type_name -> migrated.image.v1.RoundAck
-	15, // 47: migrated.image.v1.Layout.vmas:type_name -> migrated.image.v1.VMA
-	13, // 48: migrated.image.v1.Failed.reasons:type_name -> migrated.image.v1.Reason
-	7,  // 49: migrated.image.v1.Outcome.state:type_name -> migrated.image.v1.Outcome.State
-	50, // [50:50] is the sub-list for method output_type
-	50, // [50:50] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	25, // 20: migrated.image.v1.Fd.epoll:type_name -> migrated.image.v1.EpollTarget
+	14, // 21: migrated.image.v1.MM.exe:type_name -> migrated.image.v1.FileIdentity
+	8,  // 22: migrated.image.v1.Task.header:type_name -> migrated.image.v1.Header
+	11, // 23: migrated.image.v1.Task.manifest:type_name -> migrated.image.v1.Manifest
+	15, // 24: migrated.image.v1.Task.vmas:type_name -> migrated.image.v1.VMA
+	22, // 25: migrated.image.v1.Task.threads:type_name -> migrated.image.v1.Thread
+	23, // 26: migrated.image.v1.Task.sigactions:type_name -> migrated.image.v1.SigAction
+	21, // 27: migrated.image.v1.Task.shared_pending:type_name -> migrated.image.v1.SigInfo
+	24, // 28: migrated.image.v1.Task.fds:type_name -> migrated.image.v1.Fd
+	26, // 29: migrated.image.v1.Task.mm:type_name -> migrated.image.v1.MM
+	27, // 30: migrated.image.v1.Task.creds:type_name -> migrated.image.v1.Creds
+	28, // 31: migrated.image.v1.Task.rlimits:type_name -> migrated.image.v1.Rlimit
+	29, // 32: migrated.image.v1.Task.itimers:type_name -> migrated.image.v1.ITimer
+	30, // 33: migrated.image.v1.Task.clocks:type_name -> migrated.image.v1.Clocks
+	33, // 34: migrated.image.v1.Control.hello:type_name -> migrated.image.v1.Hello
+	11, // 35: migrated.image.v1.Control.manifest:type_name -> migrated.image.v1.Manifest
+	12, // 36: migrated.image.v1.Control.verdict:type_name -> migrated.image.v1.Verdict
+	34, // 37: migrated.image.v1.Control.layout:type_name -> migrated.image.v1.Layout
+	35, // 38: migrated.image.v1.Control.round_done:type_name -> migrated.image.v1.RoundDone
+	31, // 39: migrated.image.v1.Control.final:type_name -> migrated.image.v1.Task
+	37, // 40: migrated.image.v1.Control.prepared:type_name -> migrated.image.v1.Prepared
+	38, // 41: migrated.image.v1.Control.failed:type_name -> migrated.image.v1.Failed
+	39, // 42: migrated.image.v1.Control.commit:type_name -> migrated.image.v1.Commit
+	40, // 43: migrated.image.v1.Control.running:type_name -> migrated.image.v1.Running
+	41, // 44: migrated.image.v1.Control.abort:type_name -> migrated.image.v1.Abort
+	42, // 45: migrated.image.v1.Control.outcome_query:type_name -> migrated.image.v1.OutcomeQuery
+	43, // 46: migrated.image.v1.Control.outcome:type_name -> migrated.image.v1.Outcome
+	36, // 47: migrated.image.v1.Control.round_ack:type_name -> migrated.image.v1.RoundAck
+	15, // 48: migrated.image.v1.Layout.vmas:type_name -> migrated.image.v1.VMA
+	13, // 49: migrated.image.v1.Failed.reasons:type_name -> migrated.image.v1.Reason
+	7,  // 50: migrated.image.v1.Outcome.state:type_name -> migrated.image.v1.Outcome.State
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_image_proto_init() }
@@ -3916,7 +4011,7 @@ func file_image_proto_init() {
 	if File_image_proto != nil {
 		return
 	}
-	file_image_proto_msgTypes[23].OneofWrappers = []any{
+	file_image_proto_msgTypes[24].OneofWrappers = []any{
 		(*Control_Hello)(nil),
 		(*Control_Manifest)(nil),
 		(*Control_Verdict)(nil),
@@ -3938,7 +4033,7 @@ func file_image_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_image_proto_rawDesc), len(file_image_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

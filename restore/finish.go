@@ -213,43 +213,90 @@ func (p *Process) restoreFds() error {
 			return err
 		}
 	}
-	for _, f := range p.Task.Fds {
-		if !image.SupportedFdKinds[f.Kind] {
-			return fmt.Errorf("%w: fd %d is a %s", ErrBadImage, f.Fd, image.FdKindName(f.Kind))
+	// Files, directories, devices and eventfds first; epolls last, once
+	// every fd they watch exists.
+	for _, pass := range []bool{false, true} {
+		for _, f := range p.Task.Fds {
+			if !image.SupportedFdKinds[f.Kind] {
+				return fmt.Errorf("%w: fd %d is a %s", ErrBadImage, f.Fd, image.FdKindName(f.Kind))
+			}
+			if (f.Kind == image.FdKind_FD_EPOLL) != pass {
+				continue
+			}
+			if err := p.restoreFd(f); err != nil {
+				return fmt.Errorf("fd %d (%s): %w", f.Fd, image.FdKindName(f.Kind), err)
+			}
 		}
+	}
+	return nil
+}
+
+// epoll_ctl and eventfd constants (include/uapi/linux/eventpoll.h, eventfd.h).
+const (
+	epollCtlAdd  = 1
+	efdSemaphore = 1
+)
+
+func (p *Process) restoreFd(f *image.Fd) error {
+	sc := p.sc()
+	var got uint64
+	var err error
+	switch f.Kind {
+	case image.FdKind_FD_EVENTFD:
+		flags := uint64(f.Flags & unix.O_NONBLOCK)
+		if f.EventfdSemaphore {
+			flags |= efdSemaphore
+		}
+		got, err = p.call("eventfd2", sc.Eventfd2, f.EventfdCount, flags)
+	case image.FdKind_FD_EPOLL:
+		got, err = p.call("epoll_create1", sc.EpollCreate1, 0)
+	default:
 		if f.Kind == image.FdKind_FD_REGULAR {
 			if err := checkOpenFile(f); err != nil {
 				return err
 			}
 		}
-		path, err := p.writeScratch(cstr(f.Path))
-		if err != nil {
-			return err
+		path, werr := p.writeScratch(cstr(f.Path))
+		if werr != nil {
+			return werr
 		}
 		flags := uint64(f.Flags) &^ (unix.O_CREAT | unix.O_TRUNC | unix.O_EXCL | unix.O_NOCTTY)
-		got, err := p.call("openat "+f.Path, sc.Openat, atFdcwd, path, flags, 0)
-		if err != nil {
-			return fmt.Errorf("fd %d: %w", f.Fd, err)
+		got, err = p.call("openat "+f.Path, sc.Openat, atFdcwd, path, flags, 0)
+	}
+	if err != nil {
+		return err
+	}
+	if int32(got) != f.Fd {
+		var cl uint64
+		if f.Cloexec {
+			cl = unix.O_CLOEXEC
 		}
-		if int32(got) != f.Fd {
-			var cl uint64
-			if f.Cloexec {
-				cl = unix.O_CLOEXEC
-			}
-			if _, err := p.call("dup3", sc.Dup3, got, uint64(f.Fd), cl); err != nil {
-				return fmt.Errorf("fd %d: %w", f.Fd, err)
-			}
-			if _, err := p.call("close", sc.Close, got); err != nil {
-				return err
-			}
-		} else if f.Cloexec {
-			if _, err := p.call("fcntl", sc.Fcntl, got, unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
-				return err
-			}
+		if _, err := p.call("dup3", sc.Dup3, got, uint64(f.Fd), cl); err != nil {
+			return err
 		}
-		if f.Kind == image.FdKind_FD_REGULAR && f.Offset != 0 {
+		if _, err := p.call("close", sc.Close, got); err != nil {
+			return err
+		}
+	} else if f.Cloexec {
+		if _, err := p.call("fcntl", sc.Fcntl, got, unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+			return err
+		}
+	}
+	switch f.Kind {
+	case image.FdKind_FD_REGULAR:
+		if f.Offset != 0 {
 			if _, err := p.call("lseek", sc.Lseek, uint64(f.Fd), uint64(f.Offset), 0); err != nil {
-				return fmt.Errorf("fd %d: %w", f.Fd, err)
+				return err
+			}
+		}
+	case image.FdKind_FD_EPOLL:
+		for _, e := range f.Epoll {
+			ptr, err := p.writeScratch(arch.EncodeEpollEvent(p.Arch, e.Events, e.Data))
+			if err != nil {
+				return err
+			}
+			if _, err := p.call("epoll_ctl", sc.EpollCtl, uint64(f.Fd), epollCtlAdd, uint64(e.Fd), ptr); err != nil {
+				return fmt.Errorf("watch fd %d: %w", e.Fd, err)
 			}
 		}
 	}

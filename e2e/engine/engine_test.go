@@ -57,6 +57,8 @@ func TestCheckpointRestore(t *testing.T) {
 		{"pause", "simple", []string{"--mode=pause"}, true},
 		{"threads", "threads", nil, false},
 		{"threads-static", "threads-static", nil, false},
+		{"go", "gowork", nil, false},
+		{"python", "chain", nil, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -313,6 +313,19 @@ type FdInfo struct {
 	Flags uint32 // octal in the file
 	MntID int
 	Ino   uint64
+	// EventfdCount and EventfdSemaphore: eventfd's counter and mode
+	// (fs/eventfd.c eventfd_show_fdinfo; the count is printed in hex).
+	EventfdCount     uint64
+	EventfdSemaphore bool
+	// Epoll is an epoll's interest list (fs/eventpoll.c ep_show_fdinfo).
+	Epoll []EpollItem
+}
+
+// EpollItem is one "tfd:" line of an epoll's fdinfo.
+type EpollItem struct {
+	Fd     int
+	Events uint32
+	Data   uint64
 }
 
 // ParseFdInfo parses /proc/PID/fdinfo/N.
@@ -339,6 +352,14 @@ func ParseFdInfo(data []byte) (*FdInfo, error) {
 			fi.MntID, err = strconv.Atoi(v)
 		case "ino":
 			fi.Ino, err = strconv.ParseUint(v, 10, 64)
+		case "eventfd-count":
+			fi.EventfdCount, err = strconv.ParseUint(v, 16, 64)
+		case "eventfd-semaphore":
+			fi.EventfdSemaphore = v == "1"
+		case "tfd":
+			var it EpollItem
+			it, err = parseEpollLine(line)
+			fi.Epoll = append(fi.Epoll, it)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: fdinfo %s: %q", ErrProcFormat, k, v)
@@ -422,4 +443,27 @@ func ParseTimensOffsets(data []byte) (mono, boot int64, err error) {
 		}
 	}
 	return mono, boot, nil
+}
+
+// parseEpollLine parses "tfd: %8d events: %8x data: %16llx  pos:... ".
+func parseEpollLine(line string) (EpollItem, error) {
+	f := strings.Fields(line)
+	var it EpollItem
+	for i := 0; i+1 < len(f); i++ {
+		var err error
+		switch f[i] {
+		case "tfd:":
+			it.Fd, err = strconv.Atoi(f[i+1])
+		case "events:":
+			var v uint64
+			v, err = strconv.ParseUint(f[i+1], 16, 32)
+			it.Events = uint32(v)
+		case "data:":
+			it.Data, err = strconv.ParseUint(f[i+1], 16, 64)
+		}
+		if err != nil {
+			return it, fmt.Errorf("%w: epoll line %q", ErrProcFormat, line)
+		}
+	}
+	return it, nil
 }
