@@ -105,4 +105,3 @@ func codecName(s string) string {
 	}
 	return s
 }
-
