@@ -235,14 +235,16 @@ func BenchmarkQUICRaw(b *testing.B) {
 func BenchmarkPageStreamVsRaw(b *testing.B) {
 	for _, tc := range []struct {
 		name  string
+		conns int
 		cap   int64
 		bytes int
 	}{
-		{"loopback", 0, benchBytes},
-		{"link=10MB/s", 10e6, rawChunk},
+		{"loopback/conns=1", 1, 0, benchBytes},
+		{"loopback/conns=2", 2, 0, benchBytes},
+		{"link=10MB/s", 0, 10e6, rawChunk},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			o := Options{Secret: secretA, MaxBandwidth: tc.cap}
+			o := Options{Secret: secretA, PageConns: tc.conns, MaxBandwidth: tc.cap}
 			src, dst := newTransport(b, o), newTransport(b, o)
 			ss, ds := connect(b, src, dst)
 			if err := ds.ReceivePages(&countSink{}); err != nil {
