@@ -56,6 +56,9 @@ func Begin(th *Thread, gadget uint64) (*Injector, error) {
 	return in, nil
 }
 
+// TID is the thread the injector runs calls in.
+func (in *Injector) TID() int { return in.th.TID }
+
 // Gadget is the address calls run from.
 func (in *Injector) Gadget() uint64 { return in.gadget }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/migrated/migrated/arch"
 	"github.com/migrated/migrated/image"
 	"github.com/migrated/migrated/inject"
+	"github.com/migrated/migrated/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,7 +60,11 @@ func (p *Process) finish() error {
 	if _, err := p.call("umask", sc.Umask, uint64(t.Umask)); err != nil {
 		return err
 	}
+	have := p.currentLimits()
 	for _, l := range t.Rlimits {
+		if cur, ok := have[int(l.Resource)]; ok && cur == [2]uint64{l.Cur, l.Max} {
+			continue // already so: the new process inherited it
+		}
 		b := make([]byte, 16) // struct rlimit64: two __u64, on every arch
 		a.ByteOrder().PutUint64(b, l.Cur)
 		a.ByteOrder().PutUint64(b[8:], l.Max)
@@ -461,14 +466,20 @@ func (p *Process) restoreCreds(in *inject.Injector) error {
 			return err
 		}
 	}
+	cur := p.currentStatus(in)
 	for capNr := uint64(0); capNr < 64; capNr++ {
-		if c.CapBnd&(1<<capNr) == 0 {
+		// Drop only what the new process has and the task had not.
+		if cur.CapBnd&(1<<capNr) != 0 && c.CapBnd&(1<<capNr) == 0 {
 			_, err := in.Call("prctl(PR_CAPBSET_DROP)", sc.Prctl, prCapbsetDrop, capNr)
 			var se *inject.SyscallError
 			if err != nil && !(errors.As(err, &se) && se.Errno == unix.EINVAL) {
 				return err
 			}
 		}
+	}
+	if equalU32(cur.Uids, c.Uids) && equalU32(cur.Gids, c.Gids) && equalU32(cur.Groups, c.Groups) &&
+		cur.CapEff == c.CapEff && cur.CapPrm == c.CapPrm && cur.CapInh == c.CapInh {
+		return nil // the credentials are the task's already (a root task restored by root)
 	}
 	g := make([]byte, 4*len(c.Groups))
 	for i, gid := range c.Groups {
@@ -629,4 +640,44 @@ func (p *Process) setITimer(it *image.ITimer) error {
 		return set(max(value-extra, 1000))
 	}
 	return nil
+}
+
+// currentLimits reads the new process's limits, to set only what differs.
+func (p *Process) currentLimits() map[int][2]uint64 {
+	out := map[int][2]uint64{}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", p.PID))
+	if err != nil {
+		return out
+	}
+	ls, err := procfs.ParseLimits(b)
+	if err != nil {
+		return out
+	}
+	for _, l := range ls {
+		out[l.Resource] = [2]uint64{l.Cur, l.Max}
+	}
+	return out
+}
+
+// currentStatus reads the credentials a thread of the new process has now.
+func (p *Process) currentStatus(in *inject.Injector) *procfs.Status {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", p.PID, in.TID()))
+	if err == nil {
+		if st, err := procfs.ParseStatus(b); err == nil {
+			return st
+		}
+	}
+	return &procfs.Status{CapBnd: ^uint64(0)}
+}
+
+func equalU32(a, b []uint32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
