@@ -21,6 +21,14 @@ var (
 	dirtierErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if dirtierPath != "" {
+		os.RemoveAll(filepath.Dir(dirtierPath))
+	}
+	os.Exit(code)
+}
+
 // needRoot skips a test that traces other processes.
 func needRoot(t testing.TB) {
 	t.Helper()
