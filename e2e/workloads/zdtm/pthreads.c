@@ -39,12 +39,15 @@ static void *run(void *arg)
 	pthread_setname_np(pthread_self(), t->name);
 	pthread_setspecific(key, &th[idx]);
 	pthread_barrier_wait(&started);
-	while (!stop) {
+	/* At least one step, even when the finish comes before this thread
+	 * was first scheduled (a loaded machine): "did not run" must mean a
+	 * lost thread, not a slow one. */
+	do {
 		tls_count++;
 		local++;
 		t->published = local;
 		nanosleep(&ts, NULL);
-	}
+	} while (!stop);
 	if (wl.corrupt && idx == 2)
 		tls_count++;
 	if (wl_gettid() != t->tid)
