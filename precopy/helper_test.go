@@ -93,7 +93,8 @@ func startDirtier(t testing.TB, pages int, mode string) *dirtier {
 func startDirtierAs(t testing.TB, pages int, mode string, cred *syscall.Credential) *dirtier {
 	t.Helper()
 	path := buildDirtier(t)
-	cmd := exec.Command(path, strconv.Itoa(pages), mode)
+	args := strings.Fields(mode) // "all", "mix", "all seccomp"
+	cmd := exec.Command(path, append([]string{strconv.Itoa(pages)}, args...)...)
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}

@@ -2,6 +2,7 @@ package precopy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -33,6 +34,24 @@ func TestIoctlNumbers(t *testing.T) {
 		if tt.got != tt.want {
 			t.Errorf("%s = %#x, want %#x", tt.name, tt.got, tt.want)
 		}
+	}
+}
+
+// TestProbeAvoidsUFFDUnderSeccomp: a task under a seccomp filter gets no
+// injected userfaultfd (a filter may kill it for that); Probe falls back.
+func TestProbeAvoidsUFFDUnderSeccomp(t *testing.T) {
+	needRoot(t)
+	d := startDirtier(t, 16, "all seccomp")
+	tr, why, err := Probe(d.PID, d.PageSize)
+	if err != nil {
+		t.Fatalf("Probe: %v", err)
+	}
+	defer tr.Close()
+	if tr.Kind() == KindUFFD || len(why) == 0 || !errors.Is(why[0], ErrSeccomp) {
+		t.Fatalf("Probe chose %s (why not the others: %v)", tr.Kind(), why)
+	}
+	if ans := d.do("sum"); ans == "" {
+		t.Fatal("task does not answer")
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/migrated/migrated/checkpoint"
 	"github.com/migrated/migrated/image"
-	"github.com/migrated/migrated/inject"
+	"github.com/migrated/migrated/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -52,6 +52,9 @@ func newUFFDTracker(pid int) (*uffdTracker, error) {
 		return nil, fmt.Errorf("userfaultfd features %#x lack WP_ASYNC|WP_UNPOPULATED: %w", supported, ErrUnavailable)
 	}
 	if err := pagemapScanProbe(); err != nil {
+		return nil, err
+	}
+	if err := noSeccomp(pid); err != nil {
 		return nil, err
 	}
 	fd, err := takeUserfaultfd(pid)
@@ -162,18 +165,15 @@ func takeUserfaultfd(pid int) (fd int, err error) {
 	var tfd uint64
 	for _, extra := range []uint64{uffdUserModeOnly, 0} {
 		tfd, err = in.Call("userfaultfd", sc.Userfaultfd, flags|extra)
-		var se *inject.SyscallError
-		if err != nil && errors.As(err, &se) && se.Errno == unix.EINVAL && extra != 0 {
+		if errors.Is(err, unix.EINVAL) && extra != 0 {
 			continue
 		}
 		break
 	}
 	if err != nil {
-		var se *inject.SyscallError
-		if errors.As(err, &se) {
-			return -1, fmt.Errorf("task %d: %w: %w", pid, err, ErrUnavailable)
-		}
-		return -1, err
+		// The call failed in the task (its errno) or the injection did:
+		// either way this method is out for this task.
+		return -1, fmt.Errorf("task %d: %w: %w", pid, err, ErrUnavailable)
 	}
 	fd, getErr := getfd(pid, int(tfd))
 	// Close it in the task whatever happened: the task must not keep it.
@@ -187,6 +187,26 @@ func takeUserfaultfd(pid int) (fd int, err error) {
 		return -1, getErr
 	}
 	return fd, nil
+}
+
+// ErrSeccomp: the task runs under a seccomp filter, which applies to
+// injected system calls too: userfaultfd(2) may be refused, or (with a
+// kill action, systemd's default) end the task.
+var ErrSeccomp = errors.New("task runs under seccomp")
+
+func noSeccomp(pid int) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return fmt.Errorf("read status of %d: %w", pid, err)
+	}
+	st, err := procfs.ParseStatus(b)
+	if err != nil {
+		return fmt.Errorf("status of %d: %w", pid, err)
+	}
+	if st.Seccomp != 0 {
+		return fmt.Errorf("task %d (seccomp mode %d): %w: %w", pid, st.Seccomp, ErrSeccomp, ErrUnavailable)
+	}
+	return nil
 }
 
 func getfd(pid, targetFD int) (int, error) {

@@ -1,4 +1,5 @@
-// dirtier: a test task for package precopy. It maps a region of N pages,
+// dirtier: a test task for package precopy. Usage: dirtier N all|mix
+// [seccomp]. It maps a region of N pages,
 // fills it with known contents, and then obeys commands on stdin (one per
 // line, each answered by one line on stdout):
 //
@@ -20,12 +21,15 @@
 //   sum             FNV-1a of the region                       -> "<hex>"
 //   quit            exit(0)
 #define _GNU_SOURCE
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,6 +84,14 @@ int main(int argc, char **argv) {
 	if (argc < 2)
 		return 2;
 	npages = strtoul(argv[1], NULL, 0);
+	if (argc > 3 && strcmp(argv[3], "seccomp") == 0) {
+		/* A filter that allows everything: enough to be "under seccomp". */
+		struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+		struct sock_fprog prog = {1, allow};
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+			return 11;
+	}
 	int mix = argc > 2 && strcmp(argv[2], "mix") == 0;
 	psz = sysconf(_SC_PAGESIZE);
 	region = mmap(NULL, npages * psz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
