@@ -217,7 +217,7 @@ func (s *Session) loop(ctx context.Context) error {
 				return err
 			}
 		}
-		st, err := s.send(ctx, vmas, delta, plan, false)
+		st, err := s.send(ctx, vmas, plan, false)
 		if err != nil {
 			return err
 		}
@@ -380,7 +380,7 @@ var errCanceled = errors.New("pre-copy canceled")
 const progressEvery = 250 * time.Millisecond
 
 // send sends a planned round to the sink.
-func (s *Session) send(ctx context.Context, vmas []*image.VMA, d *Delta, p *roundPlan, final bool) (*RoundStats, error) {
+func (s *Session) send(ctx context.Context, vmas []*image.VMA, p *roundPlan, final bool) (*RoundStats, error) {
 	st := &RoundStats{Round: s.round, Final: final}
 	t0 := time.Now()
 	if err := s.sink.Layout(p.layout); err != nil {
@@ -469,7 +469,7 @@ func (s *Session) Final(ctx context.Context) (*RoundStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.send(ctx, vmas, d, plan, true)
+	st, err := s.send(ctx, vmas, plan, true)
 	if err != nil {
 		return nil, err
 	}

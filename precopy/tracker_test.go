@@ -131,7 +131,7 @@ func trackerScenario(t *testing.T, kind Kind, cred *syscall.Credential) {
 		if err != nil {
 			t.Fatalf("plan: %v", err)
 		}
-		if _, err := s.send(context.Background(), vmas, dl, p, false); err != nil {
+		if _, err := s.send(context.Background(), vmas, p, false); err != nil {
 			t.Fatalf("send: %v", err)
 		}
 		s.round++
