@@ -43,11 +43,7 @@ func (f *Frozen) capture(injected bool) (*image.Task, error) {
 		}
 		return b, nil
 	}
-	smaps, err := read("smaps")
-	if err != nil {
-		return nil, err
-	}
-	maps, err := procfs.ParseMaps(smaps, true)
+	maps, err := readMaps(pid)
 	if err != nil {
 		return nil, err
 	}
