@@ -51,7 +51,15 @@ func Freeze(pid int) (*Frozen, error) {
 				continue
 			}
 			th := f.tracer.Thread(tid, nil)
-			if err := th.Seize(inject.PtraceOptions); err != nil {
+			// Injected calls must not meet the task's seccomp filter (a
+			// filter that kills would end the task mid-checkpoint):
+			// PTRACE_O_SUSPEND_SECCOMP, which needs CAP_SYS_ADMIN; without
+			// it, plain options.
+			err := th.Seize(inject.PtraceOptions | unix.PTRACE_O_SUSPEND_SECCOMP)
+			if errors.Is(err, unix.EPERM) {
+				err = th.Seize(inject.PtraceOptions)
+			}
+			if err != nil {
 				if errors.Is(err, unix.ESRCH) {
 					continue // exited meanwhile
 				}

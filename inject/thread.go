@@ -88,7 +88,7 @@ func (th *Thread) Release() error {
 		}
 		if len(th.pending) > 1 {
 			for _, s := range th.pending[1:] {
-				_ = unix.Tgkill(unix.Getpid(), th.TID, s) // best effort: the thread may be gone
+				_, _, _ = unix.Syscall(unix.SYS_TKILL, uintptr(th.TID), uintptr(s), 0) // to the thread itself; it may be gone
 			}
 		}
 		th.pending, th.Held = nil, nil
