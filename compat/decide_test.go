@@ -231,8 +231,8 @@ var decideCases = []decideCase{
 		h:    with(hostAMD64(), func(h *HostCaps) { h.XStateFeatures = 0 }),
 		kind: image.Verdict_REJECT, codes: []string{ReasonXState}, words: []string{"AVX"}},
 	{name: "fd kinds", m: with(taskAMD64(), func(m *image.Manifest) {
-		m.FdKinds = append(m.FdKinds, image.FdKind_FD_SOCKET, image.FdKind_FD_EVENTFD, image.FdKind_FD_SOCKET)
-	}), h: hostAMD64(), kind: image.Verdict_REJECT, codes: []string{ReasonFdKind}, words: []string{"socket, eventfd"}},
+		m.FdKinds = append(m.FdKinds, image.FdKind_FD_SOCKET, image.FdKind_FD_SIGNALFD, image.FdKind_FD_SOCKET)
+	}), h: hostAMD64(), kind: image.Verdict_REJECT, codes: []string{ReasonFdKind}, words: []string{"socket, signalfd"}},
 	{name: "pid namespace: no set_tid, new ids not allowed", m: taskAMD64(),
 		h:    with(hostAMD64(), func(h *HostCaps) { h.Clone3SetTID = false }),
 		kind: image.Verdict_REJECT, codes: []string{ReasonPIDNamespace}},

@@ -147,7 +147,7 @@ var Reasons = []ReasonDoc{
 		"XCR0 components of the source (x87, SSE, AVX, AVX-512, PKRU, AMX...) are not enabled on the destination. glibc picks memcpy and friends by them at start-up, so the task may execute those instructions at any time.",
 		"Pick a destination with the same or a newer x86 CPU (and the same XSAVE features enabled by its kernel)."},
 	{ReasonFdKind,
-		"task holds file descriptors of kinds not moved yet: socket, eventfd",
+		"task holds file descriptors of kinds not moved yet: socket, signalfd",
 		"The task holds file descriptors of a kind migrated does not recreate yet (the table is image.SupportedFdKinds; today: regular files, directories, /dev/null, /dev/zero, eventfd and epoll).",
 		"Close those descriptors in the task before moving it, or wait for a version that moves them."},
 	{ReasonPIDNamespace,
