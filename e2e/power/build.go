@@ -22,7 +22,8 @@ const (
 // ErrUnsupportedArch is returned for an architecture name the harness does not know.
 var ErrUnsupportedArch = errors.New("power: unsupported architecture")
 
-// CCompiler returns the Debian cross compiler for arch.
+// CCompiler returns the name of the Debian cross compiler for arch (BuildC
+// finds it where deps.sh unpacked it).
 func CCompiler(arch string) (string, error) {
 	switch arch {
 	case ArchPPC64LE:
@@ -86,9 +87,15 @@ func BuildC(ctx context.Context, arch, out string, flags []string, srcs ...strin
 	if err != nil {
 		return err
 	}
-	if _, err := exec.LookPath(cc); err != nil {
-		return fmt.Errorf("power: %s not installed (run e2e/power/deps.sh): %w", cc, err)
+	// deps.sh unpacks the drivers into the cache (they conflict with
+	// gcc-multilib as Debian packages); an installed one is the fallback.
+	path := filepath.Join(CacheDir(), "xgcc", "usr", "bin", cc)
+	if _, err := os.Stat(path); err != nil {
+		if path, err = exec.LookPath(cc); err != nil {
+			return fmt.Errorf("power: %s not found in %s or PATH (run e2e/power/deps.sh): %w",
+				cc, filepath.Dir(filepath.Join(CacheDir(), "xgcc", "usr", "bin", cc)), err)
+		}
 	}
 	args := append([]string{"-static", "-O2", "-Wall", "-o", out}, flags...)
-	return run(ctx, "", nil, cc, append(args, srcs...)...)
+	return run(ctx, "", nil, path, append(args, srcs...)...)
 }

@@ -47,6 +47,8 @@ rm -rf "$build"
 mkdir -p "$build"
 power_log "ppc64 BE kernel: unpacking $src"
 tar -xf "$src" -C "$build" --strip-components=1
+# The cross gcc unpacked by deps.sh comes first (see deps.sh for why).
+export PATH="$(power_xgcc_dir)/usr/bin:$PATH"
 make_args=(-C "$build" ARCH=powerpc CROSS_COMPILE=powerpc64-linux-gnu-)
 power_log "ppc64 BE kernel: allnoconfig + $fragment"
 make "${make_args[@]}" KCONFIG_ALLCONFIG="$fragment" allnoconfig >/dev/null

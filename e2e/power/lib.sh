@@ -66,3 +66,9 @@ power_apt_mirror() {
   done
   return 1
 }
+
+# power_xgcc_dir prints where deps.sh unpacks the powerpc cross gcc drivers;
+# put "$(power_xgcc_dir)/usr/bin" first in PATH to use them.
+power_xgcc_dir() {
+  echo "$(power_cache_dir)/xgcc"
+}
