@@ -34,7 +34,12 @@ func init() {
 	RegisterEndpoint("GET /v1/moves", getMoves)
 	RegisterEndpoint("POST /v1/check", postCheck)
 	RegisterEndpoint("GET /v1/moves/{id}/outcome", getOutcome)
+	RegisterEndpoint("POST /v1/moves/{id}/resolve", postResolve)
 }
+
+// RunningDelayEnv, a duration in a destination agent's environment, holds
+// Running back after the resume (a window for partition tests).
+const RunningDelayEnv = "MIGRATED_TEST_RUNNING_DELAY"
 
 // FailBeforePreparedEnv, set to 1 in a destination agent's environment,
 // makes it fail every incoming move after building the process and before
@@ -48,6 +53,7 @@ type mover struct {
 	outcomes move.Outcomes
 	mu       sync.Mutex
 	inflight map[string]*MoveStatus
+	inDoubt  map[string]*move.InDoubtError
 }
 
 var movers sync.Map // *Agent -> *mover
@@ -72,7 +78,8 @@ func startMover(ctx context.Context, a *Agent) (func(context.Context) error, err
 	if w := tr.UDPBuffers().Warning(); w != "" {
 		a.Logger().Warn("UDP buffers", "warning", w)
 	}
-	m := &mover{a: a, tr: tr, inflight: map[string]*MoveStatus{}}
+	m := &mover{a: a, tr: tr, inflight: map[string]*MoveStatus{}, inDoubt: map[string]*move.InDoubtError{}}
+	runningDelay, _ := time.ParseDuration(os.Getenv(RunningDelayEnv))
 	movers.Store(a, m)
 	actx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -92,6 +99,7 @@ func startMover(ctx context.Context, a *Agent) (func(context.Context) error, err
 					Caps:               a.Caps(),
 					Outcomes:           &m.outcomes,
 					FailBeforePrepared: os.Getenv(FailBeforePreparedEnv) == "1",
+					RunningDelay:       runningDelay,
 					Log:                a.Logger().With("role", "destination"),
 				})
 				if err != nil {
@@ -288,6 +296,13 @@ func postMove(a *Agent, w http.ResponseWriter, r *http.Request) {
 		Log:         a.Logger().With("role", "source", "pid", req.PID),
 	})
 	if err != nil {
+		var d *move.InDoubtError
+		if errors.As(err, &d) {
+			m.mu.Lock()
+			m.inDoubt[d.MoveID] = d
+			m.mu.Unlock()
+			a.Logger().Error("move in doubt: the original is kept frozen", "move", d.MoveID, "pid", req.PID, "host", req.Host)
+		}
 		emit(MoveEvent{Error: moveError(err)})
 		return
 	}
@@ -328,8 +343,52 @@ func getMoves(a *Agent, r *http.Request) (any, error) {
 	for _, st := range m.inflight {
 		out = append(out, *st)
 	}
+	for id, d := range m.inDoubt {
+		out = append(out, MoveStatus{MoveID: id, Host: d.Host, State: "in-doubt"})
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
 	return out, nil
+}
+
+// ResolveRequest decides a move in doubt (POST /v1/moves/{id}/resolve).
+type ResolveRequest struct {
+	Action string `json:"action"` // ask (default), thaw or kill
+}
+
+func postResolve(a *Agent, r *http.Request) (any, error) {
+	cred, ok := PeerCred(r.Context())
+	if !ok || cred.Uid != 0 {
+		return nil, fmt.Errorf("%w: only root resolves a move in doubt", ErrNotPermitted)
+	}
+	var req ResolveRequest
+	if err := DecodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Action == "" {
+		req.Action = move.ResolveAsk
+	}
+	m, err := moverOf(a)
+	if err != nil {
+		return nil, err
+	}
+	id := r.PathValue("id")
+	m.mu.Lock()
+	d := m.inDoubt[id]
+	m.mu.Unlock()
+	if d == nil {
+		return nil, fmt.Errorf("%w: no move %s in doubt here", ErrNotFound, id)
+	}
+	rep, err := d.Resolve(r.Context(), req.Action)
+	if err != nil && errors.Is(err, move.ErrInDoubt) {
+		return nil, fmt.Errorf("%w: %v", ErrConflict, err)
+	}
+	m.mu.Lock()
+	delete(m.inDoubt, id)
+	m.mu.Unlock()
+	if err != nil {
+		return MoveEvent{Error: moveError(err)}, nil
+	}
+	return MoveEvent{Report: rep}, nil
 }
 
 func getOutcome(a *Agent, r *http.Request) (any, error) {

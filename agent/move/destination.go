@@ -56,7 +56,10 @@ type DestinationOptions struct {
 	// process is built and before it answers Prepared: a test hook for the
 	// promise that such a failure leaves the original running.
 	FailBeforePrepared bool
-	Log                *slog.Logger
+	// RunningDelay holds Running back after the resume: a test hook for a
+	// partition after COMMIT.
+	RunningDelay time.Duration
+	Log          *slog.Logger
 	// OnRunning is told the new PID once the task runs here.
 	OnRunning func(moveID string, pid int)
 }
@@ -290,6 +293,9 @@ func (d *destination) final(t *image.Task) error {
 	}
 	d.resumed = true
 	d.opts.Outcomes.set(d.id, image.Outcome_RUNNING, int32(d.proc.PID))
+	if d.opts.RunningDelay > 0 {
+		time.Sleep(d.opts.RunningDelay) // test hook: a window after the resume, before Running
+	}
 	if d.opts.OnRunning != nil {
 		d.opts.OnRunning(d.id, d.proc.PID)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/migrated/migrated/checkpoint"
@@ -187,14 +188,14 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 	// The point of no return for the destination: from here the move is
 	// in doubt until Running comes back.
 	if err := s.Send(&image.Control{Msg: &image.Control_Commit{Commit: &image.Commit{MoveId: id}}}); err != nil {
-		return finishInDoubt(ctx, f, sess, rep, opts, start, freezeStart, err)
+		return finishInDoubt(ctx, s, f, sess, rep, opts, start, freezeStart, err)
 	}
 	msg, err = s.Recv(ctx)
 	if err != nil || msg.GetRunning() == nil {
 		if err == nil {
 			err = fmt.Errorf("%w: expected Running, got %T", transport.ErrProtocol, msg.Msg)
 		}
-		return finishInDoubt(ctx, f, sess, rep, opts, start, freezeStart, err)
+		return finishInDoubt(ctx, s, f, sess, rep, opts, start, freezeStart, err)
 	}
 	return finishCommitted(f, sess, rep, s, msg.GetRunning().Pid, start, freezeStart)
 }
@@ -220,11 +221,14 @@ func finishCommitted(f *checkpoint.Frozen, sess *precopy.Session, rep *Report, s
 // finishInDoubt keeps the original frozen and asks the destination, over
 // new sessions, what became of the move. RUNNING: kill the original.
 // ABORTED or UNKNOWN: the destination did not and will not resume it, so
-// the original is thawed. Anything else after the timeout: ErrInDoubt, the
-// original stays frozen for an operator (`migrated resolve`).
-func finishInDoubt(ctx context.Context, f *checkpoint.Frozen, sess *precopy.Session, rep *Report, opts SourceOptions, start, freezeStart time.Time, cause error) (*Report, error) {
+// the original is thawed. Anything else after the timeout: an
+// *InDoubtError holding the frozen original for an operator
+// (`migrated resolve`).
+func finishInDoubt(ctx context.Context, s *transport.Session, f *checkpoint.Frozen, sess *precopy.Session, rep *Report, opts SourceOptions, start, freezeStart time.Time, cause error) (*Report, error) {
+	d := &InDoubtError{MoveID: rep.MoveID, Host: rep.Host, cause: cause, f: f, sess: sess, rep: rep, s: s,
+		dial: opts.Redial, start: start, freezeStart: freezeStart}
 	if opts.Redial == nil {
-		return nil, fmt.Errorf("%w (move %s): %v", ErrInDoubt, rep.MoveID, cause)
+		return nil, d
 	}
 	timeout := opts.InDoubtTimeout
 	if timeout == 0 {
@@ -232,26 +236,100 @@ func finishInDoubt(ctx context.Context, f *checkpoint.Frozen, sess *precopy.Sess
 	}
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		st, pid, err := AskOutcome(ctx, opts.Redial, rep.MoveID)
+		r, err := d.Resolve(ctx, ResolveAsk)
 		if err == nil {
-			switch st {
-			case image.Outcome_RUNNING:
-				return finishCommitted(f, sess, rep, nil, pid, start, freezeStart)
-			case image.Outcome_ABORTED, image.Outcome_UNKNOWN:
-				_ = sess.Close()
-				if terr := f.Thaw(); terr != nil {
-					return nil, fmt.Errorf("move %s was not resumed on %s; thawing the original failed: %w", rep.MoveID, rep.Host, terr)
-				}
-				return nil, fmt.Errorf("move %s was not resumed on %s (%v); the original runs on: %w", rep.MoveID, rep.Host, st, cause)
-			}
+			return r, nil
+		}
+		if !errors.Is(err, ErrInDoubt) {
+			return nil, err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w (move %s): %v", ErrInDoubt, rep.MoveID, ctx.Err())
+			return nil, d
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	return nil, fmt.Errorf("%w (move %s, the original is kept frozen): %v", ErrInDoubt, rep.MoveID, cause)
+	return nil, d
+}
+
+// InDoubtError is a move whose COMMIT was sent without an answer: the
+// original is held frozen (never running, never killed) until Resolve
+// learns or is told the outcome.
+type InDoubtError struct {
+	MoveID, Host string
+	cause        error
+	f            *checkpoint.Frozen
+	sess         *precopy.Session
+	rep          *Report
+	s            *transport.Session // the move's session, for its counters
+	dial         func(context.Context) (*transport.Session, error)
+	start        time.Time
+	freezeStart  time.Time
+	mu           sync.Mutex
+	done         bool
+}
+
+func (e *InDoubtError) Error() string {
+	return fmt.Sprintf("%v (move %s to %s; the original is kept frozen; `migrated resolve %s` asks again): %v",
+		ErrInDoubt, e.MoveID, e.Host, e.MoveID, e.cause)
+}
+
+func (e *InDoubtError) Is(t error) bool { return t == ErrInDoubt }
+
+// Resolve actions.
+const (
+	ResolveAsk  = "ask"  // ask the destination; act only on a definite answer
+	ResolveThaw = "thaw" // the operator knows the destination did not resume it
+	ResolveKill = "kill" // the operator knows the destination runs it
+)
+
+// Resolve ends the doubt. ResolveAsk asks the destination: RUNNING kills the
+// original and returns the report; ABORTED or UNKNOWN (the destination
+// never resumed it and never will) thaws it and returns a *FailedError;
+// anything else, or no answer, leaves it frozen and returns ErrInDoubt. The
+// operator's ResolveThaw and ResolveKill act without asking.
+func (e *InDoubtError) Resolve(ctx context.Context, action string) (*Report, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.done {
+		return nil, fmt.Errorf("move %s is resolved already", e.MoveID)
+	}
+	switch action {
+	case ResolveThaw:
+		e.done = true
+		_ = e.sess.Close()
+		if err := e.f.Thaw(); err != nil {
+			return nil, err
+		}
+		return nil, &FailedError{Reasons: []*image.Reason{{Code: "resolved-thaw", Message: "an operator thawed the original"}}}
+	case ResolveKill:
+		e.done = true
+		return finishCommitted(e.f, e.sess, e.rep, e.s, 0, e.start, e.freezeStart)
+	case ResolveAsk:
+	default:
+		return nil, fmt.Errorf("resolve: unknown action %q (ask, thaw or kill)", action)
+	}
+	if e.dial == nil {
+		return nil, e
+	}
+	st, pid, err := AskOutcome(ctx, e.dial, e.MoveID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInDoubt, err)
+	}
+	switch st {
+	case image.Outcome_RUNNING:
+		e.done = true
+		return finishCommitted(e.f, e.sess, e.rep, e.s, pid, e.start, e.freezeStart)
+	case image.Outcome_ABORTED, image.Outcome_UNKNOWN:
+		e.done = true
+		_ = e.sess.Close()
+		if terr := e.f.Thaw(); terr != nil {
+			return nil, fmt.Errorf("move %s was not resumed on %s; thawing the original failed: %w", e.MoveID, e.Host, terr)
+		}
+		return nil, &FailedError{Reasons: []*image.Reason{{Code: "not-resumed",
+			Message: fmt.Sprintf("%s did not resume the task (%v); the original runs on", e.Host, st)}}}
+	}
+	return nil, fmt.Errorf("%w: %s says %v", ErrInDoubt, e.Host, st)
 }
 
 // AskOutcome asks the destination what became of move id.

@@ -17,7 +17,7 @@ import (
 )
 
 func init() {
-	rootCmd.AddCommand(newMoveCmd(), newCheckCmd(), newPsCmd())
+	rootCmd.AddCommand(newMoveCmd(), newCheckCmd(), newPsCmd(), newResolveCmd())
 }
 
 func isTerminal(f *os.File) bool {
@@ -226,6 +226,52 @@ func newPsCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newResolveCmd() *cobra.Command {
+	var thaw, kill, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "resolve <move-id> [--thaw | --kill]",
+		Short: "Decide a move in doubt (COMMIT sent, no answer): ask the destination again, or force",
+		Long: `A move is in doubt when the source sent COMMIT and lost the destination
+before hearing RUNNING: the original is kept frozen, neither running nor
+killed, so that two copies never run. resolve asks the destination again
+and acts on a definite answer. --kill (the operator knows the destination
+runs the task) and --thaw (the operator knows it does not) act without
+asking. Run it on the source host, as root.`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			action := "ask"
+			switch {
+			case thaw && kill:
+				return usageError{fmt.Errorf("--thaw and --kill exclude each other")}
+			case thaw:
+				action = "thaw"
+			case kill:
+				action = "kill"
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			var ev agent.MoveEvent
+			if err := agentClient().Do(ctx, "POST", "/v1/moves/"+args[0]+"/resolve", agent.ResolveRequest{Action: action}, &ev); err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(os.Stdout).Encode(ev)
+			}
+			switch {
+			case ev.Report != nil:
+				fmt.Printf("move %s: the task runs on %s as pid %d; the original was killed\n", args[0], ev.Report.Host, ev.Report.NewPID)
+			case ev.Error != nil:
+				fmt.Printf("move %s: %s\n", args[0], ev.Error.Message)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&thaw, "thaw", false, "thaw the original without asking (the destination does not run it)")
+	cmd.Flags().BoolVar(&kill, "kill", false, "kill the original without asking (the destination runs it)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

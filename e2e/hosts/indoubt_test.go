@@ -1,0 +1,114 @@
+package hosts_test
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/migrated/migrated/e2e/hosts"
+	"github.com/migrated/migrated/e2e/nshost"
+)
+
+// procState returns the state letter of pid (as host h sees it) from the
+// machine's /proc, or 0 when h has no such pid.
+func procState(h *nshost.Host, pid int) byte {
+	rp, err := h.RootPID(pid)
+	if err != nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", rp))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return 0
+	}
+	return s[i+2]
+}
+
+// The link goes down right after COMMIT, for longer than the session's idle
+// timeout: the source cannot hear RUNNING, keeps the original frozen (in
+// doubt), and once the link is back learns the outcome from the
+// destination and kills the original. At no moment do two copies run.
+func TestLinkDownAfterCommit(t *testing.T) {
+	env, ctx := setup(t, hosts.Options{Hosts: 2, AgentEnv: func(i int) []string {
+		if i == 1 {
+			return []string{"MIGRATED_TEST_RUNNING_DELAY=2s"}
+		}
+		return nil
+	}})
+	a, b := env.Host(0), env.Host(1)
+	p, pid := startOn(t, env, "simple", "--mode=busy")
+	mv := a.Command(ctx, env.Bin, "move", strconv.Itoa(pid), "b", "--json")
+	var out strings.Builder
+	mv.Stdout, mv.Stderr = &out, &out
+	if err := mv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the destination has resumed the task (it then holds
+	// RUNNING back for 2 s), and cut the link.
+	deadline := time.Now().Add(60 * time.Second)
+	for !(b.HasPID(pid) && procState(b, pid) != 't' && procState(b, pid) != 0 && tracerOf(b, pid) == 0) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the task never resumed on the destination:\n%s", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := env.Cluster.LinkDown(a, b); err != nil {
+		t.Fatal(err)
+	}
+	// While the link is down (longer than the 15 s idle timeout): the
+	// source's copy, if any, must be frozen; never two running copies.
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); {
+		if st := procState(a, pid); st != 0 && st != 't' {
+			t.Fatalf("two copies run: the original is in state %c on the source while the destination runs it", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := env.Cluster.LinkUp(a, b); err != nil {
+		t.Fatal(err)
+	}
+	err := mv.Wait()
+	t.Logf("move (err %v):\n%s", err, out.String())
+	// The outcome is learned and acted on: the original goes.
+	for end := time.Now().Add(60 * time.Second); a.HasPID(pid); {
+		if time.Now().After(end) {
+			t.Fatalf("the original is still on the source a minute after the link came back (state %c)", procState(a, pid))
+		}
+		if st := procState(a, pid); st != 0 && st != 't' {
+			t.Fatalf("the original runs again (state %c) although the destination runs the task", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !b.HasPID(pid) {
+		t.Fatal("the task is on neither host")
+	}
+	res, err := p.Finish(pid)
+	if err != nil || !res.Passed() {
+		t.Fatalf("the task on the destination: %v %s", err, res.Status)
+	}
+}
+
+// tracerOf returns the TracerPid of pid on host h (0 when untraced or gone).
+func tracerOf(h *nshost.Host, pid int) int {
+	rp, err := h.RootPID(pid)
+	if err != nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", rp))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "TracerPid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}
