@@ -26,8 +26,14 @@ test-unit:
 demo: deps build
 	./$(BIN) demo
 
+# Benchmarks, side by side in one run each: the live move between two
+# namespace hosts (256 MiB and 1 GiB), checkpoint/restore through an image,
+# the page stream against plain QUIC. Root. BENCH_DOWNTIME sets
+# --downtime-limit for the moves.
 bench: deps build
-	./$(BIN) bench
+	MIGRATED_BENCH_DOWNTIME=$(BENCH_DOWNTIME) $(GO) test -run '^$$' -bench BenchmarkMove -benchtime 1x -v ./e2e/hosts
+	$(GO) test -run '^$$' -bench BenchmarkCheckpointRestore -benchtime 1x ./e2e/engine
+	$(GO) test -run '^$$' -bench 'BenchmarkPageStreamVsRaw' -benchtime 1x ./transport
 
 e2e-power:
 	bash e2e/power/run.sh
