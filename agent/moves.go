@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,10 @@ func init() {
 	RegisterEndpoint("GET /v1/moves/{id}/outcome", getOutcome)
 	RegisterEndpoint("POST /v1/moves/{id}/resolve", postResolve)
 }
+
+// CorruptFrameEnv, N in a source agent's environment, damages the N-th page
+// frame of every session it sends (tests only).
+const CorruptFrameEnv = "MIGRATED_TEST_CORRUPT_FRAME"
 
 // RunningDelayEnv, a duration in a destination agent's environment, holds
 // Running back after the resume (a window for partition tests).
@@ -67,10 +72,12 @@ func moverOf(a *Agent) (*mover, error) {
 }
 
 func startMover(ctx context.Context, a *Agent) (func(context.Context) error, error) {
+	corrupt, _ := strconv.Atoi(os.Getenv(CorruptFrameEnv))
 	tr, err := transport.New(transport.Options{
-		ListenAddr: a.QUICAddr().String(),
-		Secret:     a.Secret(),
-		Insecure:   a.Options().Insecure,
+		ListenAddr:   a.QUICAddr().String(),
+		Secret:       a.Secret(),
+		Insecure:     a.Options().Insecure,
+		CorruptFrame: corrupt,
 	})
 	if err != nil {
 		return nil, err

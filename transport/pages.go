@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -230,6 +231,14 @@ var testHookTamper func([]byte)
 func newPageSender(s *Session) (*pageSender, error) {
 	o := &s.t.opts
 	p := &pageSender{s: s, idle: make(chan struct{}), tamper: testHookTamper}
+	if n := s.t.opts.CorruptFrame; n > 0 && p.tamper == nil {
+		var count atomic.Int64
+		p.tamper = func(fr []byte) {
+			if count.Add(1) == int64(n) && len(fr) > 0 {
+				fr[len(fr)-1] ^= 0x5a // the last byte: payload, or the zero bitmap
+			}
+		}
+	}
 	close(p.idle)
 	ctx, cancel := context.WithTimeout(context.Background(), o.HandshakeTimeout)
 	defer cancel()

@@ -68,6 +68,10 @@ type Options struct {
 	// StallTimeout ends a session when a page or control write made no
 	// progress for this long (the peer stopped reading). Default 30s.
 	StallTimeout time.Duration
+	// CorruptFrame, when N > 0, flips one payload byte of the N-th page
+	// frame each session sends: a test hook for the promise that a damaged
+	// frame fails the move (ErrChecksum) and leaves the original running.
+	CorruptFrame int
 	// HandshakeTimeout bounds the QUIC handshake plus the secret proof.
 	// Default 10s.
 	HandshakeTimeout time.Duration

@@ -166,3 +166,24 @@ func TestLinkDownDuringPrecopy(t *testing.T) {
 	t.Logf("move failed as it should:\n%s", out.String())
 	survives(t, env, p, pid)
 }
+
+// A page frame is damaged on the way: the destination refuses it (checksum),
+// the move fails, and the original runs on.
+func TestCorruptedFrame(t *testing.T) {
+	env, ctx := setup(t, hosts.Options{Hosts: 2, AgentEnv: func(i int) []string {
+		if i == 0 {
+			return []string{"MIGRATED_TEST_CORRUPT_FRAME=5"}
+		}
+		return nil
+	}})
+	p, pid := startOn(t, env, "simple", "--mode=busy")
+	out, err := env.Host(0).Command(ctx, env.Bin, "move", strconv.Itoa(pid), "b").CombinedOutput()
+	if err == nil {
+		t.Fatalf("move succeeded with a damaged frame:\n%s", out)
+	}
+	if !strings.Contains(string(out), "bad page frame") && !strings.Contains(string(out), "checksum") {
+		t.Errorf("the failure does not name the damaged frame:\n%s", out)
+	}
+	t.Logf("move failed as it should:\n%s", out)
+	survives(t, env, p, pid)
+}
