@@ -228,3 +228,31 @@ func appendInt(b []byte, n int) []byte {
 	}
 	return append(b, byte('0'+n%10))
 }
+
+// A task running as another uid (nobody) is checkpointed and restored with
+// its credentials; root here has no CAP_SYS_RESOURCE, so its limits come
+// from /proc and are set from inside the task.
+func TestOtherUID(t *testing.T) {
+	needRoot(t)
+	set := workload.Build(t)
+	p := set.Start(t, "threads", workload.Opts{Cred: &syscall.Credential{Uid: 65534, Gid: 65534}})
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitProgress(2, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	newPid := move(t, p, pid)
+	st, err := os.ReadFile("/proc/" + itoa(newPid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(st, []byte("Uid:\t65534\t65534\t65534\t65534\n")) {
+		t.Fatalf("restored task's credentials:\n%s", st)
+	}
+	res, err := p.Finish(newPid)
+	if err != nil || !res.Passed() {
+		t.Fatalf("after the restore: %v %s", err, res.Status)
+	}
+}

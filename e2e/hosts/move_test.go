@@ -36,7 +36,9 @@ func TestMoveWorkloads(t *testing.T) {
 	}{
 		{"simple", "simple", []string{"--mode=busy"}},
 		{"threads", "threads", nil},
-		{"mixed-64MiB", "mixed", []string{"--size-mib=64"}},
+		{"go", "gowork", nil},
+		{"python", "chain", nil},
+		{"mixed-1GiB", "mixed", []string{"--size-mib=1024"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
