@@ -10,6 +10,7 @@ import (
 
 	"github.com/migrated/migrated/arch"
 	// task arches this engine knows
+	_ "github.com/migrated/migrated/arch/powerpc"
 	_ "github.com/migrated/migrated/arch/x86"
 	"github.com/migrated/migrated/inject"
 	"golang.org/x/sys/unix"

@@ -12,7 +12,8 @@ import (
 	"syscall"
 
 	"github.com/migrated/migrated/arch"
-	_ "github.com/migrated/migrated/arch/x86" // task arches this engine knows
+	_ "github.com/migrated/migrated/arch/powerpc" // task arches this engine knows
+	_ "github.com/migrated/migrated/arch/x86"
 	"github.com/migrated/migrated/image"
 	"github.com/migrated/migrated/inject"
 	"github.com/migrated/migrated/internal/procfs"
@@ -39,6 +40,9 @@ type Options struct {
 	// AllowNewPID lets a single-threaded task get a new PID when its own is
 	// taken. Off by default: glibc caches its TIDs.
 	AllowNewPID bool
+	// ForceTimeNS restores into a new time namespace even when this host's
+	// clocks are ahead of the task's (tests; see timeOffsets).
+	ForceTimeNS bool
 	Log         *slog.Logger
 }
 
@@ -209,6 +213,17 @@ func (p *Process) start() error {
 
 	want = int(t.Header.Pid)
 	target := stubPID
+	mono, boot, needNS := timeOffsets(t.Clocks, p.opts.ForceTimeNS)
+	if needNS {
+		// The copy made below enters a new time namespace whose offsets
+		// carry the task's clocks on from where they were.
+		if want == stubPID {
+			return fmt.Errorf("the stub took the task's pid %d itself; cannot also give it a time namespace", want)
+		}
+		if err := p.newTimeNS(in, stubPID, mono, boot); err != nil {
+			return err
+		}
+	}
 	if want != stubPID {
 		child, err := p.cloneWithPID(in, stubPID, want)
 		if err != nil {
@@ -406,5 +421,45 @@ func (p *Process) placeVDSO() error {
 			m.Start, m.End = to, to+size
 		}
 	}
+	return nil
+}
+
+// clone flag of a new time namespace (include/uapi/linux/sched.h).
+const cloneNewTime = 0x00000080
+
+// timeOffsets tells whether the task needs a time namespace, and its
+// offsets: CLOCK_MONOTONIC and CLOCK_BOOTTIME of this host would put the
+// task's clocks back (a destination that booted after the source) when
+// they are behind the values the task read at its freeze. The offsets make
+// the task's clocks resume exactly where they stopped.
+func timeOffsets(c *image.Clocks, force bool) (mono, boot int64, need bool) {
+	if c == nil {
+		return 0, 0, false
+	}
+	var m, b unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &m) != nil || unix.ClockGettime(unix.CLOCK_BOOTTIME, &b) != nil {
+		return 0, 0, false
+	}
+	mono, boot = c.MonotonicNs-m.Nano(), c.BoottimeNs-b.Nano()
+	if mono <= 0 && boot <= 0 && !force {
+		return 0, 0, false
+	}
+	return max(mono, 0), max(boot, 0), true
+}
+
+// newTimeNS makes the stub's children enter a new time namespace with the
+// given offsets: unshare(CLONE_NEWTIME) inside the stub, then the offsets
+// through /proc/STUB/timens_offsets, which the kernel accepts until a first
+// task enters the namespace. The vDSO data page of a task in a time
+// namespace is the namespace's own; the kernel maps it at the first touch.
+func (p *Process) newTimeNS(in *inject.Injector, stubPID int, mono, boot int64) error {
+	if _, err := in.Call("unshare(CLONE_NEWTIME)", p.sc().Unshare, cloneNewTime); err != nil {
+		return fmt.Errorf("time namespace: %w", err)
+	}
+	s := fmt.Sprintf("monotonic %d %d\nboottime %d %d\n", mono/1e9, mono%1e9, boot/1e9, boot%1e9)
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/timens_offsets", stubPID), []byte(s), 0); err != nil {
+		return fmt.Errorf("time namespace offsets: %w", err)
+	}
+	p.log.Info("restoring into a time namespace", "monotonic_offset_ns", mono, "boottime_offset_ns", boot)
 	return nil
 }
