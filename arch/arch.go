@@ -184,6 +184,7 @@ type Syscalls struct {
 	SetTidAddress, SetRobustList, GetRobustList, Rseq                         int
 	Dup2, Dup3, Fcntl, Ioctl, Userfaultfd, MemfdCreate                        int
 	Eventfd2, EpollCreate1, EpollCtl                                          int
+	Unshare                                                                   int
 	Setresuid, Setresgid, Setgroups, Capset, Capget                           int
 	Personality, Pause, RestartSyscall, Nanosleep                             int
 	ClockGettime, Setsid, Setpgid, Getpgid, Getsid                            int

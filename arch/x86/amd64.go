@@ -169,5 +169,5 @@ var amd64Syscalls = arch.Syscalls{
 	Capget: 125, Capset: 126, RtSigqueueinfo: 129, Sigaltstack: 131, Personality: 135, Munlock: 150,
 	Prctl: 157, ArchPrctl: 158, Gettid: 186, SetTidAddress: 218, RestartSyscall: 219, ClockGettime: 228,
 	ExitGroup: 231, Openat: 257, SetRobustList: 273, GetRobustList: 274, Dup3: 292, Prlimit64: 302,
-	RtTgsigqueueinfo: 297, EpollCtl: 233, Eventfd2: 290, EpollCreate1: 291, MemfdCreate: 319, Userfaultfd: 323, Rseq: 334, Clone3: 435,
+	RtTgsigqueueinfo: 297, Unshare: 272, EpollCtl: 233, Eventfd2: 290, EpollCreate1: 291, MemfdCreate: 319, Userfaultfd: 323, Rseq: 334, Clone3: 435,
 }

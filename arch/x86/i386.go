@@ -156,6 +156,6 @@ var i386Syscalls = arch.Syscalls{
 	RtSigqueueinfo: 178, Pread64: 180, Pwrite64: 181, Getcwd: 183, Capget: 184, Capset: 185,
 	Sigaltstack: 186, Getrlimit: 191, Mmap: 192, Setresuid: 208, Setresgid: 210, Setgroups: 206,
 	Madvise: 219, Gettid: 224, ExitGroup: 252, SetTidAddress: 258, ClockGettime: 265, Openat: 295,
-	SetRobustList: 311, GetRobustList: 312, Dup3: 330, RtTgsigqueueinfo: 335, EpollCtl: 255, Eventfd2: 328, EpollCreate1: 329, Prlimit64: 340, MemfdCreate: 356,
+	SetRobustList: 311, GetRobustList: 312, Dup3: 330, RtTgsigqueueinfo: 335, Unshare: 310, EpollCtl: 255, Eventfd2: 328, EpollCreate1: 329, Prlimit64: 340, MemfdCreate: 356,
 	Userfaultfd: 374, Rseq: 386, Clone3: 435,
 }

@@ -256,3 +256,58 @@ func TestOtherUID(t *testing.T) {
 		t.Fatalf("after the restore: %v %s", err, res.Status)
 	}
 }
+
+// A task whose clocks are ahead of this host's (it runs in a time namespace
+// 1 h ahead, as a task from a host that booted an hour earlier would be) is
+// restored into a new time namespace that carries its clocks on: its
+// CLOCK_MONOTONIC and CLOCK_BOOTTIME never go back, which it checks itself.
+func TestTimeNamespaceKeepsClocks(t *testing.T) {
+	needRoot(t)
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("needs unshare (util-linux) to start a task in a time namespace")
+	}
+	set := workload.Build(t)
+	p := set.Start(t, "simple", workload.Opts{Args: []string{"--mode=busy"}, Wrap: func(cmd *exec.Cmd) error {
+		// unshare(1) itself writes nothing into the workload's output
+		// (a file the restore checks): its stdout and stderr are
+		// /dev/null, and the workload gets the output back as 1 and 2.
+		out, ok := cmd.Stdout.(*os.File)
+		if !ok {
+			return errors.New("workload output is not a file")
+		}
+		devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		cmd.ExtraFiles = []*os.File{out}
+		cmd.Stdout, cmd.Stderr = devnull, devnull
+		cmd.Args = append([]string{unshare, "--time", "--monotonic=3600", "--boottime=3600", "--fork", "--",
+			"/bin/sh", "-c", `exec 1>&3 2>&3 3>&-; exec "$@"`, "sh"}, cmd.Args...)
+		cmd.Path = unshare
+		return nil
+	}})
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off, err := os.ReadFile("/proc/" + itoa(pid) + "/timens_offsets"); err != nil || !bytes.Contains(off, []byte("3600")) {
+		t.Fatalf("the workload is not 1 h ahead: %q %v", off, err)
+	}
+	if err := p.WaitProgress(3, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	newPid := move(t, p, pid)
+	off, err := os.ReadFile("/proc/" + itoa(newPid) + "/timens_offsets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("restored task's time namespace offsets:\n%s", off)
+	if bytes.HasPrefix(bytes.Fields(off)[1], []byte("0")) && len(bytes.Fields(off)[1]) == 1 {
+		t.Fatalf("restored without a time namespace offset:\n%s", off)
+	}
+	res, err := p.Finish(newPid)
+	if err != nil || !res.Passed() {
+		t.Fatalf("after the restore: %v %s", err, res.Status)
+	}
+}
