@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/migrated/migrated/image"
 )
 
@@ -204,6 +206,12 @@ func (m *managedSet) sample(now time.Time) {
 		}
 		if st, err := ParseProcStat(b); err == nil {
 			ticks[pid] = st.UTime + st.STime
+			if st.State == 'Z' {
+				// Ours if we started it (an exited task, or the original
+				// a move killed); ECHILD otherwise.
+				var ws unix.WaitStatus
+				_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			}
 		}
 	}
 	m.mu.Lock()
@@ -346,16 +354,34 @@ func postTask(a *Agent, r *http.Request) (any, error) {
 	if cred.Uid != 0 {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: cred.Uid, Gid: cred.Gid}
 	}
+	closeInheritedOnExec()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%w: start %s: %v", ErrBadRequest, req.Argv[0], err)
 	}
-	go cmd.Wait() // reap it when it exits or when a move kills the original
-	t := &ManagedTask{Name: req.Name, PID: cmd.Process.Pid, Argv: req.Argv, Log: logf.Name(), Started: time.Now()}
+	// No cmd.Wait: a wait of the parent would take the ptrace stops of a
+	// move's freeze (the agent is both parent and tracer). sample reaps the
+	// task once it is a zombie.
+	pid := cmd.Process.Pid
+	_ = cmd.Process.Release() // (Release sets Process.Pid to -1)
+	t := &ManagedTask{Name: req.Name, PID: pid, Argv: req.Argv, Log: logf.Name(), Started: time.Now()}
 	if err := m.add(t); err != nil {
 		return nil, err
 	}
 	a.Logger().Info("managed task started", "task", t.Name, "pid", t.PID, "argv", req.Argv, "log", t.Log)
 	return t, nil
+}
+
+// closeInheritedOnExec marks every fd of the agent above 2 close-on-exec:
+// the fds Go opens are already, but one the agent inherited from whatever
+// started it (a pipe of a test harness, say) would otherwise leak into the
+// task, and the engine refuses to move a pipe.
+func closeInheritedOnExec() {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+	}
 }
 
 func postAdopt(a *Agent, r *http.Request) (any, error) {
