@@ -17,6 +17,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// MaxDeletedFile bounds the contents of an open, unlinked file that travel
+// in an image (the file has no other name to be found by).
+const MaxDeletedFile = 64 << 20
+
 // Signals whose handlers are read (1..64 but SIGKILL and SIGSTOP).
 const maxSignal = 64
 
@@ -195,6 +199,18 @@ func (f *Frozen) capture(injected bool) (*image.Task, error) {
 		case image.FdKind_FD_EVENTFD:
 			fd.EventfdCount, fd.EventfdSemaphore = info.EventfdCount, info.EventfdSemaphore
 			fd.File = nil
+		case image.FdKind_FD_DELETED_REGULAR:
+			if o.st.Size > MaxDeletedFile {
+				ue.Problems = append(ue.Problems, fmt.Sprintf("fd %d is a deleted file of %d bytes (at most %d travel in the image)", o.fd, o.st.Size, MaxDeletedFile))
+				continue
+			}
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fd/%d", pid, o.fd))
+			if err != nil {
+				return nil, fmt.Errorf("contents of deleted file on fd %d: %w", o.fd, err)
+			}
+			fd.Contents = b
+			fd.Path = strings.TrimSuffix(o.link, " (deleted)")
+			fd.File = nil
 		case image.FdKind_FD_EPOLL:
 			for _, e := range info.Epoll {
 				fd.Epoll = append(fd.Epoll, &image.EpollTarget{Fd: int32(e.Fd), Events: e.Events, Data: e.Data})
@@ -203,7 +219,7 @@ func (f *Frozen) capture(injected bool) (*image.Task, error) {
 		}
 		t.Fds = append(t.Fds, fd)
 	}
-	if len(ue.Fds) > 0 {
+	if len(ue.Fds) > 0 || len(ue.Problems) > 0 {
 		return nil, ue
 	}
 
@@ -312,7 +328,10 @@ func vmaOf(pid int, m procfs.MapEntry) (*image.VMA, error) {
 	}
 	if v.Kind == image.VMAKind_VMA_FILE_PRIVATE || v.Kind == image.VMAKind_VMA_FILE_SHARED {
 		if m.Deleted {
-			return nil, &UnsupportedError{PID: pid, Problems: []string{fmt.Sprintf("mapping %#x-%#x is of a deleted file %s", m.Start, m.End, m.Path)}}
+			if m.End-m.Start > MaxDeletedFile {
+				return nil, &UnsupportedError{PID: pid, Problems: []string{fmt.Sprintf("mapping %#x-%#x of the deleted file %s is larger than %d bytes", m.Start, m.End, m.Path, MaxDeletedFile)}}
+			}
+			v.Deleted = true
 		}
 		id, err := fileIdentity(fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.Start, m.End))
 		if err != nil {

@@ -28,6 +28,14 @@ func PresentPages(pagemap *os.File, v *image.VMA, pageSize uint64) ([]uint32, er
 	}
 	n := (v.End - v.Start) / pageSize
 	var out []uint32
+	if v.Deleted {
+		// A mapping of an unlinked file: every page travels (the file
+		// cannot be found on the destination); reading faults them in.
+		for i := uint64(0); i < n; i++ {
+			out = append(out, uint32(i))
+		}
+		return out, nil
+	}
 	const chunk = 1 << 16
 	buf := make([]byte, 8*min(n, chunk))
 	for done := uint64(0); done < n; {

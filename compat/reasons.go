@@ -148,7 +148,7 @@ var Reasons = []ReasonDoc{
 		"Pick a destination with the same or a newer x86 CPU (and the same XSAVE features enabled by its kernel)."},
 	{ReasonFdKind,
 		"task holds file descriptors of kinds not moved yet: socket, signalfd",
-		"The task holds file descriptors of a kind migrated does not recreate yet (the table is image.SupportedFdKinds; today: regular files, directories, /dev/null, /dev/zero, eventfd and epoll).",
+		"The task holds file descriptors of a kind migrated does not recreate yet (the table is image.SupportedFdKinds; today: regular files (also unlinked ones, up to 64 MiB), directories, /dev/null, /dev/zero, eventfd and epoll).",
 		"Close those descriptors in the task before moving it, or wait for a version that moves them."},
 	{ReasonPIDNamespace,
 		"destination cannot create tasks with chosen PIDs (clone3 set_tid unavailable) and the caller did not allow new ids",

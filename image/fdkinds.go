@@ -11,6 +11,8 @@ var SupportedFdKinds = map[FdKind]bool{
 	FdKind_FD_DEV_ZERO:  true,
 	FdKind_FD_EVENTFD:   true,
 	FdKind_FD_EPOLL:     true,
+	// An open file that was unlinked: its contents travel (bounded).
+	FdKind_FD_DELETED_REGULAR: true,
 }
 
 // FdKindName is a short human name for a kind ("pipe", "socket").

@@ -1156,17 +1156,20 @@ func (x *FileIdentity) GetSha256() []byte {
 }
 
 type VMA struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Start         uint64                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
-	End           uint64                 `protobuf:"varint,2,opt,name=end,proto3" json:"end,omitempty"`
-	Prot          uint32                 `protobuf:"varint,3,opt,name=prot,proto3" json:"prot,omitempty"`   // PROT_READ|PROT_WRITE|PROT_EXEC
-	Flags         uint32                 `protobuf:"varint,4,opt,name=flags,proto3" json:"flags,omitempty"` // MAP_PRIVATE / MAP_SHARED / MAP_GROWSDOWN etc. as the kernel defines them
-	Kind          VMAKind                `protobuf:"varint,5,opt,name=kind,proto3,enum=migrated.image.v1.VMAKind" json:"kind,omitempty"`
-	Pgoff         uint64                 `protobuf:"varint,6,opt,name=pgoff,proto3" json:"pgoff,omitempty"` // file offset in bytes
-	Path          string                 `protobuf:"bytes,7,opt,name=path,proto3" json:"path,omitempty"`    // file path, or the bracketed name ([heap], [stack], [anon:x])
-	File          *FileIdentity          `protobuf:"bytes,8,opt,name=file,proto3" json:"file,omitempty"`
-	Madvise       uint64                 `protobuf:"varint,9,opt,name=madvise,proto3" json:"madvise,omitempty"` // VM_* advice bits kept (VM_DONTDUMP, VM_DONTFORK, ...)
-	Shmid         uint32                 `protobuf:"varint,10,opt,name=shmid,proto3" json:"shmid,omitempty"`    // identifies a shared anonymous region across VMAs (its inode in maps)
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Start   uint64                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
+	End     uint64                 `protobuf:"varint,2,opt,name=end,proto3" json:"end,omitempty"`
+	Prot    uint32                 `protobuf:"varint,3,opt,name=prot,proto3" json:"prot,omitempty"`   // PROT_READ|PROT_WRITE|PROT_EXEC
+	Flags   uint32                 `protobuf:"varint,4,opt,name=flags,proto3" json:"flags,omitempty"` // MAP_PRIVATE / MAP_SHARED / MAP_GROWSDOWN etc. as the kernel defines them
+	Kind    VMAKind                `protobuf:"varint,5,opt,name=kind,proto3,enum=migrated.image.v1.VMAKind" json:"kind,omitempty"`
+	Pgoff   uint64                 `protobuf:"varint,6,opt,name=pgoff,proto3" json:"pgoff,omitempty"` // file offset in bytes
+	Path    string                 `protobuf:"bytes,7,opt,name=path,proto3" json:"path,omitempty"`    // file path, or the bracketed name ([heap], [stack], [anon:x])
+	File    *FileIdentity          `protobuf:"bytes,8,opt,name=file,proto3" json:"file,omitempty"`
+	Madvise uint64                 `protobuf:"varint,9,opt,name=madvise,proto3" json:"madvise,omitempty"` // VM_* advice bits kept (VM_DONTDUMP, VM_DONTFORK, ...)
+	Shmid   uint32                 `protobuf:"varint,10,opt,name=shmid,proto3" json:"shmid,omitempty"`    // identifies a shared anonymous region across VMAs (its inode in maps)
+	// deleted: the mapped file was unlinked; it is recreated on the
+	// destination (unlinked again) and every page of the mapping travels.
+	Deleted       bool `protobuf:"varint,11,opt,name=deleted,proto3" json:"deleted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1269,6 +1272,13 @@ func (x *VMA) GetShmid() uint32 {
 		return x.Shmid
 	}
 	return 0
+}
+
+func (x *VMA) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
 }
 
 // Regset is one register set as PTRACE_GETREGSET returned it, tagged with the
@@ -3590,7 +3600,7 @@ const file_image_proto_rawDesc = "" +
 	"\x03ino\x18\x02 \x01(\x04R\x03ino\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x19\n" +
 	"\bmtime_ns\x18\x04 \x01(\x03R\amtimeNs\x12\x16\n" +
-	"\x06sha256\x18\x05 \x01(\fR\x06sha256\"\x96\x02\n" +
+	"\x06sha256\x18\x05 \x01(\fR\x06sha256\"\xb0\x02\n" +
 	"\x03VMA\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\x04R\x03end\x12\x12\n" +
@@ -3602,7 +3612,8 @@ const file_image_proto_rawDesc = "" +
 	"\x04file\x18\b \x01(\v2\x1f.migrated.image.v1.FileIdentityR\x04file\x12\x18\n" +
 	"\amadvise\x18\t \x01(\x04R\amadvise\x12\x14\n" +
 	"\x05shmid\x18\n" +
-	" \x01(\rR\x05shmid\"z\n" +
+	" \x01(\rR\x05shmid\x12\x18\n" +
+	"\adeleted\x18\v \x01(\bR\adeleted\"z\n" +
 	"\x06Regset\x12\x1b\n" +
 	"\tnote_type\x18\x01 \x01(\rR\bnoteType\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +

@@ -5,6 +5,9 @@ package image
 // mappings ([vdso], [vvar], [vvar_vclock], [vsyscall]) are the
 // destination's own.
 func (v *VMA) PagesTravel() bool {
+	if v.GetDeleted() {
+		return true // the file is gone: its contents travel
+	}
 	switch v.GetKind() {
 	case VMAKind_VMA_FILE_SHARED, VMAKind_VMA_VDSO, VMAKind_VMA_VVAR,
 		VMAKind_VMA_VVAR_VCLOCK, VMAKind_VMA_VSYSCALL:

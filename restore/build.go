@@ -3,6 +3,8 @@ package restore
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 
 	"github.com/migrated/migrated/image"
@@ -182,14 +184,20 @@ func (p *Process) mapRange(v *image.VMA, lo, hi uint64, replace bool) error {
 		fd, off = f, v.Pgoff+(lo-v.Start)
 		flags |= unix.MAP_SHARED
 	case image.VMAKind_VMA_FILE_PRIVATE, image.VMAKind_VMA_FILE_SHARED:
-		if err := checkFile(v.Path, v.File); err != nil {
+		name := v.Path
+		if v.Deleted {
+			var err error
+			if name, err = p.deletedFile(v); err != nil {
+				return err
+			}
+		} else if err := checkFile(v.Path, v.File); err != nil {
 			return fmt.Errorf("mapping %#x-%#x: %w", v.Start, v.End, err)
 		}
 		mode := uint64(unix.O_RDONLY)
-		if v.Kind == image.VMAKind_VMA_FILE_SHARED && v.Prot&unix.PROT_WRITE != 0 {
+		if v.Kind == image.VMAKind_VMA_FILE_SHARED && (v.Prot&unix.PROT_WRITE != 0 || v.Deleted) {
 			mode = unix.O_RDWR
 		}
-		path, err := p.writeScratch(cstr(v.Path))
+		path, err := p.writeScratch(cstr(name))
 		if err != nil {
 			return err
 		}
@@ -322,6 +330,7 @@ func (p *Process) Kill() {
 		return
 	}
 	p.done = true
+	p.unlinkDeleted()
 	if p.PID > 0 {
 		_ = unix.Kill(p.PID, unix.SIGKILL)
 		for i := len(p.threads) - 1; i >= 1; i-- {
@@ -332,4 +341,59 @@ func (p *Process) Kill() {
 		}
 	}
 	p.tracer.Close()
+}
+
+// deletedFile recreates the unlinked file a mapping had, once per file (by
+// inode): zero-filled to the mapping's extent, beside where it was; the
+// mapping's pages, which all travel, then fill it. The name is unlinked
+// when the process is finished (unlinkDeleted), leaving the task a mapping
+// of a deleted file again.
+func (p *Process) deletedFile(v *image.VMA) (string, error) {
+	key := uint64(0)
+	if v.File != nil {
+		key = v.File.Ino
+	}
+	if name, ok := p.deleted[key]; ok && key != 0 {
+		if err := os.Truncate(name, int64(max(fileSize(name), v.Pgoff+v.End-v.Start))); err != nil {
+			return "", err
+		}
+		return name, nil
+	}
+	f, err := os.OpenFile(v.Path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	if err != nil {
+		f, err = os.CreateTemp(filepath.Dir(v.Path), "."+filepath.Base(v.Path)+".migrated-*")
+		if err != nil {
+			return "", fmt.Errorf("recreate deleted file %s: %w", v.Path, err)
+		}
+	}
+	name := f.Name()
+	err = f.Truncate(int64(v.Pgoff + v.End - v.Start))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return "", err
+	}
+	if p.deleted == nil {
+		p.deleted = map[uint64]string{}
+	}
+	p.deleted[key] = name
+	return name, nil
+}
+
+func fileSize(name string) uint64 {
+	st, err := os.Stat(name)
+	if err != nil {
+		return 0
+	}
+	return uint64(st.Size())
+}
+
+// unlinkDeleted removes the names of recreated deleted files.
+func (p *Process) unlinkDeleted() {
+	for k, name := range p.deleted {
+		os.Remove(name)
+		delete(p.deleted, k)
+	}
 }

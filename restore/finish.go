@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/migrated/migrated/arch"
@@ -132,6 +133,7 @@ func (p *Process) finish() error {
 			return fmt.Errorf("thread %d: credentials: %w", tb.img.Tid, err)
 		}
 	}
+	p.unlinkDeleted()
 	// The scratch page goes last: nothing needs memory after it.
 	if _, err := p.call("munmap", sc.Munmap, p.scratch, p.PageSize); err != nil {
 		return err
@@ -255,6 +257,8 @@ func (p *Process) restoreFd(f *image.Fd) error {
 		got, err = p.call("eventfd2", sc.Eventfd2, f.EventfdCount, flags)
 	case image.FdKind_FD_EPOLL:
 		got, err = p.call("epoll_create1", sc.EpollCreate1, 0)
+	case image.FdKind_FD_DELETED_REGULAR:
+		got, err = p.openDeleted(f)
 	default:
 		if f.Kind == image.FdKind_FD_REGULAR {
 			if err := checkOpenFile(f); err != nil {
@@ -288,7 +292,7 @@ func (p *Process) restoreFd(f *image.Fd) error {
 		}
 	}
 	switch f.Kind {
-	case image.FdKind_FD_REGULAR:
+	case image.FdKind_FD_REGULAR, image.FdKind_FD_DELETED_REGULAR:
 		if f.Offset != 0 {
 			if _, err := p.call("lseek", sc.Lseek, uint64(f.Fd), uint64(f.Offset), 0); err != nil {
 				return err
@@ -680,4 +684,34 @@ func equalU32(a, b []uint32) bool {
 		}
 	}
 	return true
+}
+
+// openDeleted recreates an open file that was unlinked: its contents travel
+// in the image; the file is created beside where it was (under its own name
+// when that is free), opened in the task, and unlinked again, so the task
+// holds a deleted file with the same contents.
+func (p *Process) openDeleted(f *image.Fd) (uint64, error) {
+	path := f.Path
+	tmp, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, os.FileMode(f.Mode&0o7777))
+	if err != nil {
+		tmp, err = os.CreateTemp(filepath.Dir(f.Path), "."+filepath.Base(f.Path)+".migrated-*")
+		if err != nil {
+			return 0, fmt.Errorf("recreate deleted file %s: %w", f.Path, err)
+		}
+		path = tmp.Name()
+	}
+	defer os.Remove(path)
+	if _, err := tmp.Write(f.Contents); err != nil {
+		tmp.Close()
+		return 0, fmt.Errorf("recreate deleted file %s: %w", f.Path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return 0, err
+	}
+	ptr, err := p.writeScratch(cstr(path))
+	if err != nil {
+		return 0, err
+	}
+	flags := uint64(f.Flags) &^ (unix.O_CREAT | unix.O_TRUNC | unix.O_EXCL | unix.O_NOCTTY)
+	return p.call("openat (deleted) "+f.Path, p.sc().Openat, atFdcwd, ptr, flags, 0)
 }

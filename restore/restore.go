@@ -64,6 +64,7 @@ type Process struct {
 	shmFds  map[uint32]uint64     // shmid -> fd in the new process, while mapping
 	threads []*threadBuild        // set by Finish
 	shmSize map[uint32]uint64
+	deleted map[uint64]string // recreated deleted files, by inode
 	log     *slog.Logger
 }
 
