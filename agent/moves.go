@@ -449,19 +449,9 @@ func postCheck(a *Agent, r *http.Request) (any, error) {
 	}
 	defer s.Close()
 	id := move.NewMoveID()
-	if err := s.Send(&image.Control{Msg: &image.Control_Hello{Hello: &image.Hello{MoveId: id, FormatVersion: image.FormatVersion}}}); err != nil {
-		return nil, err
-	}
-	if err := s.Send(&image.Control{Msg: &image.Control_Manifest{Manifest: man}}); err != nil {
-		return nil, err
-	}
-	msg, err := s.Recv(ctx)
+	v, err := move.Ask(ctx, s, id, man)
 	if err != nil {
 		return nil, err
-	}
-	v := msg.GetVerdict()
-	if v == nil {
-		return nil, fmt.Errorf("%s answered %T, not a verdict", req.Host, msg.Msg)
 	}
 	_ = s.Send(&image.Control{Msg: &image.Control_Abort{Abort: &image.Abort{MoveId: id, Reason: "check only"}}})
 	return compat.NewReport(v), nil

@@ -85,6 +85,27 @@ func manifestOf(t *image.Task) (*image.Manifest, error) {
 	return m, nil
 }
 
+// Ask opens move id on s with the task's manifest and returns the
+// destination's verdict (the first exchange of every move, and all of
+// `migrated check`).
+func Ask(ctx context.Context, s *transport.Session, id string, m *image.Manifest) (*image.Verdict, error) {
+	if err := s.Send(&image.Control{Msg: &image.Control_Hello{Hello: &image.Hello{MoveId: id, FormatVersion: image.FormatVersion}}}); err != nil {
+		return nil, err
+	}
+	if err := s.Send(&image.Control{Msg: &image.Control_Manifest{Manifest: m}}); err != nil {
+		return nil, err
+	}
+	msg, err := s.Recv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := msg.GetVerdict()
+	if v == nil {
+		return nil, fmt.Errorf("%w: expected a verdict, got %T", transport.ErrProtocol, msg.Msg)
+	}
+	return v, nil
+}
+
 // Source moves pid over s (a session the source dialed). On every error
 // before COMMIT the task runs on exactly as before. The returned error is a
 // *RejectedError, a *FailedError, ErrInDoubt, or what went wrong locally.
@@ -102,19 +123,9 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 	}
 	m.AllowNewIds = opts.AllowNewIDs
 	m.Header.MoveId = id
-	if err := s.Send(&image.Control{Msg: &image.Control_Hello{Hello: &image.Hello{MoveId: id, FormatVersion: image.FormatVersion}}}); err != nil {
-		return nil, err
-	}
-	if err := s.Send(&image.Control{Msg: &image.Control_Manifest{Manifest: m}}); err != nil {
-		return nil, err
-	}
-	msg, err := s.Recv(ctx)
+	v, err := Ask(ctx, s, id, m)
 	if err != nil {
 		return nil, err
-	}
-	v := msg.GetVerdict()
-	if v == nil {
-		return nil, fmt.Errorf("%w: expected a verdict, got %T", transport.ErrProtocol, msg.Msg)
 	}
 	rep.Verdict = compat.NewReport(v).Verdict
 	if v.Kind == image.Verdict_REJECT {
@@ -169,7 +180,7 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 	if err := s.Send(&image.Control{Msg: &image.Control_Final{Final: task}}); err != nil {
 		return backOut(err)
 	}
-	msg, err = s.Recv(ctx)
+	msg, err := s.Recv(ctx)
 	if err != nil {
 		return backOut(err)
 	}
