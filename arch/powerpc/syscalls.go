@@ -30,7 +30,7 @@ var syscalls64 = arch.Syscalls{
 	Capset: 184, Sigaltstack: 185, Getrlimit: 190, Madvise: 205, Gettid: 207, SetTidAddress: 232,
 	ExitGroup: 234, EpollCtl: 237, ClockGettime: 246, Openat: 286, GetRobustList: 299,
 	SetRobustList: 300, Eventfd2: 314, EpollCreate1: 315, Dup3: 316, RtTgsigqueueinfo: 322,
-	Prlimit64: 325, MemfdCreate: 360, Userfaultfd: 364, Rseq: 387, Clone3: 435,
+	Unshare: 282, Prlimit64: 325, MemfdCreate: 360, Userfaultfd: 364, Rseq: 387, Clone3: 435,
 }
 
 var syscalls32 = func() arch.Syscalls {

@@ -1,0 +1,160 @@
+package powerpc
+
+import (
+	"bytes"
+	"debug/elf"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/migrated/migrated/arch"
+)
+
+// codeAt is where restore/restore.go expects the stub code: right after
+// the ELF and program headers.
+func codeAt(a *Power) uint64 {
+	if a.WordSize() == 8 {
+		return 64 + 56
+	}
+	return 52 + 32
+}
+
+func TestStubELF(t *testing.T) {
+	for _, tc := range []struct {
+		a        *Power
+		base     uint64
+		class    elf.Class
+		data     elf.Data
+		machine  elf.Machine
+		flags    uint32
+		pageSize uint64
+	}{
+		{PPC64LE, 0x7fff_8000_0000, elf.ELFCLASS64, elf.ELFDATA2LSB, elf.EM_PPC64, 2, 64 << 10},
+		{PPC64, 0x7fff_8000_0000, elf.ELFCLASS64, elf.ELFDATA2MSB, elf.EM_PPC64, 1, 64 << 10},
+		{PPC32, 0xf000_0000, elf.ELFCLASS32, elf.ELFDATA2MSB, elf.EM_PPC, 0, 64 << 10},
+		{PPC64LE, 0x1_0000_1000, elf.ELFCLASS64, elf.ELFDATA2LSB, elf.EM_PPC64, 2, 4 << 10},
+		{PPC32, 0x1000_0000, elf.ELFCLASS32, elf.ELFDATA2MSB, elf.EM_PPC, 0, 4 << 10},
+	} {
+		a := tc.a
+		raw, err := a.StubELF(tc.base, tc.pageSize)
+		if err != nil {
+			t.Fatalf("%s: %v", a.Name(), err)
+		}
+		f, err := elf.NewFile(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatalf("%s: debug/elf: %v", a.Name(), err)
+		}
+		if f.Class != tc.class || f.Data != tc.data || f.Machine != tc.machine || f.Type != elf.ET_EXEC {
+			t.Errorf("%s: class %v data %v machine %v type %v", a.Name(), f.Class, f.Data, f.Machine, f.Type)
+		}
+		if got := flags(raw, a); got != tc.flags {
+			t.Errorf("%s: e_flags %d, want %d", a.Name(), got, tc.flags)
+		}
+		if len(f.Progs) != 1 {
+			t.Fatalf("%s: %d program headers", a.Name(), len(f.Progs))
+		}
+		p := f.Progs[0]
+		if p.Type != elf.PT_LOAD || p.Flags != elf.PF_R|elf.PF_X || p.Vaddr != tc.base || p.Off != 0 ||
+			p.Filesz != uint64(len(raw)) || p.Memsz != p.Filesz || p.Align != tc.pageSize {
+			t.Errorf("%s: segment %+v", a.Name(), p.ProgHeader)
+		}
+		o := a.ByteOrder()
+		code := raw[codeAt(a):]
+		insn := func(off uint64) uint32 { return o.Uint32(code[off:]) }
+		if insn(stubTrapOff) != insnTrap || insn(stubSCOff) != insnSC || insn(8) != insnTrap {
+			t.Errorf("%s: code % x, want trap; sc; trap", a.Name(), code[:12])
+		}
+		// The gadget restore/restore.go computes is the arch's Gadget.
+		if g := raw[codeAt(a)+4:][:4]; !bytes.Equal(g, a.Gadget()) {
+			t.Errorf("%s: bytes at code+4 % x are not the gadget % x", a.Name(), g, a.Gadget())
+		}
+		trapAddr := tc.base + codeAt(a) + stubTrapOff
+		if a.ABI() == arch.ABIPPC64ELFv1 {
+			// e_entry is a function descriptor whose first word is the
+			// entry: the trap.
+			off := f.Entry - tc.base
+			if f.Entry%8 != 0 || off+24 > uint64(len(raw)) {
+				t.Fatalf("%s: entry %#x is not a descriptor in the segment", a.Name(), f.Entry)
+			}
+			if got := o.Uint64(raw[off:]); got != trapAddr {
+				t.Errorf("%s: descriptor entry %#x, want the trap at %#x", a.Name(), got, trapAddr)
+			}
+			if toc := o.Uint64(raw[off+8:]); toc != 0 {
+				t.Errorf("%s: descriptor TOC %#x", a.Name(), toc)
+			}
+		} else if f.Entry != trapAddr {
+			t.Errorf("%s: entry %#x, want the trap at %#x", a.Name(), f.Entry, trapAddr)
+		}
+	}
+}
+
+func flags(raw []byte, a *Power) uint32 {
+	if a.WordSize() == 8 {
+		return a.ByteOrder().Uint32(raw[48:])
+	}
+	return a.ByteOrder().Uint32(raw[36:])
+}
+
+func TestStubELFRejects(t *testing.T) {
+	for _, tc := range []struct {
+		a              *Power
+		base, pageSize uint64
+	}{
+		{PPC64LE, 0x7fff_8000_1000, 64 << 10}, // not 64 KiB aligned
+		{PPC64, 0x1000, 0},
+		{PPC32, 0x1_0000_0000, 64 << 10}, // above 4 GiB
+	} {
+		if _, err := tc.a.StubELF(tc.base, tc.pageSize); err == nil {
+			t.Errorf("%s: StubELF(%#x, %d) accepted", tc.a.Name(), tc.base, tc.pageSize)
+		}
+	}
+}
+
+// TestStubDisassembly reads the stub's code back with binutils for the
+// target, when the cross toolchain is installed (Debian:
+// binutils-powerpc64le-linux-gnu, binutils-powerpc64-linux-gnu,
+// binutils-powerpc-linux-gnu).
+func TestStubDisassembly(t *testing.T) {
+	for _, tc := range []struct {
+		a       *Power
+		objdump string
+		machine string
+		endian  string
+	}{
+		{PPC64LE, "powerpc64le-linux-gnu-objdump", "powerpc:common64", "-EL"},
+		{PPC64, "powerpc64-linux-gnu-objdump", "powerpc:common64", "-EB"},
+		{PPC32, "powerpc-linux-gnu-objdump", "powerpc:common", "-EB"},
+	} {
+		t.Run(tc.a.Name(), func(t *testing.T) {
+			tool, err := exec.LookPath(tc.objdump)
+			if err != nil {
+				t.Skipf("%s not installed (Debian binutils cross package): %v", tc.objdump, err)
+			}
+			raw, err := tc.a.StubELF(0x10000000, 64<<10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bin := filepath.Join(t.TempDir(), "code.bin")
+			if err := os.WriteFile(bin, raw[codeAt(tc.a):][:12], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(tool, "-D", "-b", "binary", "-m", tc.machine, tc.endian, bin).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", tc.objdump, err, out)
+			}
+			// Lines like "   4:	02 00 00 44 	sc".
+			re := regexp.MustCompile(`(?m)^\s+([0-9a-f]+):\s+(?:[0-9a-f]{2} ){4}\s*(\S.*)$`)
+			var got []string
+			for _, m := range re.FindAllStringSubmatch(string(out), -1) {
+				got = append(got, m[1]+" "+strings.TrimSpace(m[2]))
+			}
+			want := []string{"0 trap", "4 sc", "8 trap"}
+			if strings.Join(got, "; ") != strings.Join(want, "; ") {
+				t.Errorf("disassembly %q, want %q\n%s", got, want, out)
+			}
+		})
+	}
+}
