@@ -64,6 +64,11 @@ type RunRequest struct {
 	Argv []string `json:"argv"`
 	Env  []string `json:"env,omitempty"`
 	Dir  string   `json:"dir,omitempty"`
+	// Log is the file for the task's stdout and stderr (appended to);
+	// empty: a new file in the agent's state directory. A move reopens
+	// it by path on the destination, so a task meant to move between hosts
+	// needs a log on storage they share.
+	Log string `json:"log,omitempty"`
 }
 
 // AdoptRequest marks a running process as managed (POST /v1/tasks/adopt).
@@ -338,9 +343,17 @@ func postTask(a *Agent, r *http.Request) (any, error) {
 		return nil, err
 	}
 	defer devnull.Close()
-	logf, err := os.CreateTemp(m.dir, req.Name+"-*.log")
+	var logf *os.File
+	if req.Log != "" {
+		if !filepath.IsAbs(req.Log) {
+			return nil, fmt.Errorf("%w: log %q is not an absolute path", ErrBadRequest, req.Log)
+		}
+		logf, err = os.OpenFile(req.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	} else {
+		logf, err = os.CreateTemp(m.dir, req.Name+"-*.log")
+	}
 	if err != nil {
-		return nil, fmt.Errorf("task log: %w", err)
+		return nil, fmt.Errorf("%w: task log: %v", ErrBadRequest, err)
 	}
 	defer logf.Close()
 	if cred.Uid != 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -25,21 +26,28 @@ func init() {
 }
 
 func newRunCmd() *cobra.Command {
-	var name string
+	var name, logFile string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "run [--name N] -- CMD ARGS...",
+		Use:   "run [--name N] [--log FILE] -- CMD ARGS...",
 		Short: "Start a task under the local agent's care (a managed task, which the agent may move)",
 		Long: `run asks the local agent to start CMD as a managed task: its stdin is /dev/null
 and its output goes to a log file in the agent's state directory, so that it
-holds only what a move can carry. The agent may move managed tasks to other
+holds only what a move can carry (--log FILE appends the output to FILE
+instead: a move reopens it by path, so a task that may move between hosts
+needs a log on storage they share). The agent may move managed tasks to other
 hosts by itself (migrated agent --rebalance). The environment and working
 directory are this command's.`,
 		Args: usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir, _ := os.Getwd()
 			var t agent.ManagedTask
-			req := agent.RunRequest{Name: name, Argv: args, Env: os.Environ(), Dir: dir}
+			if logFile != "" {
+				if abs, err := filepath.Abs(logFile); err == nil {
+					logFile = abs
+				}
+			}
+			req := agent.RunRequest{Name: name, Argv: args, Env: os.Environ(), Dir: dir, Log: logFile}
 			if err := agentClient().Do(cmd.Context(), "POST", "/v1/tasks", req, &t); err != nil {
 				return err
 			}
@@ -47,6 +55,7 @@ directory are this command's.`,
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "name of the task (default: the command's base name)")
+	cmd.Flags().StringVar(&logFile, "log", "", "append the task's output to this file (default: a file in the agent's state directory)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the task as JSON")
 	return cmd
 }
