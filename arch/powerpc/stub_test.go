@@ -2,13 +2,18 @@ package powerpc
 
 import (
 	"bytes"
+	"context"
 	"debug/elf"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/migrated/migrated/arch"
 )
@@ -154,6 +159,65 @@ func TestStubDisassembly(t *testing.T) {
 			want := []string{"0 trap", "4 sc", "8 trap"}
 			if strings.Join(got, "; ") != strings.Join(want, "; ") {
 				t.Errorf("disassembly %q, want %q\n%s", got, want, out)
+			}
+		})
+	}
+}
+
+// TestStubRunsUnderQEMUUser executes each stub with QEMU's user-mode
+// emulator (Debian: qemu-user): the loader must accept the ELF, and the
+// entry (through the function descriptor for ELFv1) must land on the trap,
+// so the stub dies of SIGTRAP having made no system call. A wrong entry
+// runs the descriptor or the headers as code and dies of SIGILL or
+// SIGSEGV instead.
+func TestStubRunsUnderQEMUUser(t *testing.T) {
+	for _, tc := range []struct {
+		a    *Power
+		qemu string
+	}{
+		{PPC64LE, "qemu-ppc64le"},
+		{PPC64, "qemu-ppc64"},
+		{PPC32, "qemu-ppc"},
+	} {
+		t.Run(tc.a.Name(), func(t *testing.T) {
+			tool, err := exec.LookPath(tc.qemu)
+			if err != nil {
+				t.Skipf("%s not installed (Debian qemu-user): %v", tc.qemu, err)
+			}
+			raw, err := tc.a.StubELF(0x10000000, 64<<10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "stub")
+			if err := os.WriteFile(path, raw, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, tool, "-strace", path)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err = cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
+				t.Fatalf("%s: %v (want death by SIGTRAP)\n%s", tc.qemu, err, out.Bytes())
+			}
+			ws, ok := ee.Sys().(syscall.WaitStatus)
+			if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTRAP {
+				t.Fatalf("%s: %v, want death by SIGTRAP\n%s", tc.qemu, err, out.Bytes())
+			}
+			// qemu -strace reports the signal with the faulting address:
+			// the trap at the start of the code.
+			m := regexp.MustCompile(`SIGTRAP \{.*si_addr=0x([0-9a-f]+)`).FindSubmatch(out.Bytes())
+			if m == nil {
+				t.Fatalf("no SIGTRAP report in the -strace output:\n%s", out.Bytes())
+			}
+			if addr, err := strconv.ParseUint(string(m[1]), 16, 64); err != nil || addr != 0x10000000+codeAt(tc.a)+stubTrapOff {
+				t.Errorf("SIGTRAP at %s, want the trap at %#x", m[1], 0x10000000+codeAt(tc.a)+stubTrapOff)
+			}
+			// -strace lines look like "PID name(args) = ret".
+			if m := regexp.MustCompile(`(?m)^\d+ \w+\(`).Find(out.Bytes()); m != nil {
+				t.Errorf("the stub made a system call on its own:\n%s", out.Bytes())
 			}
 		})
 	}
