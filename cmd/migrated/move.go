@@ -199,7 +199,7 @@ func newPsCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "ps",
-		Short: "List the moves in flight on the local agent",
+		Short: "List the local agent's managed tasks (CPU, memory) and the moves in flight",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
@@ -208,8 +208,30 @@ func newPsCmd() *cobra.Command {
 			if err := agentClient().Get(ctx, "/v1/moves", &moves); err != nil {
 				return err
 			}
+			var tasks []agent.ManagedTask
+			if err := agentClient().Get(ctx, "/v1/tasks", &tasks); err != nil {
+				return err
+			}
 			if asJSON {
-				return json.NewEncoder(os.Stdout).Encode(moves)
+				return json.NewEncoder(os.Stdout).Encode(struct {
+					Tasks []agent.ManagedTask `json:"tasks"`
+					Moves []agent.MoveStatus  `json:"moves"`
+				}{tasks, moves})
+			}
+			if len(tasks) == 0 {
+				fmt.Println("no managed tasks")
+			} else {
+				fmt.Printf("%-16s %-8s %-6s %-10s %-12s %s\n", "TASK", "PID", "CPU", "RSS", "MOVED FROM", "MOVING TO")
+				for _, t := range tasks {
+					from, to := "-", "-"
+					if t.MovedFrom != "" {
+						from = t.MovedFrom
+					}
+					if t.MovingTo != "" {
+						to = t.MovingTo
+					}
+					fmt.Printf("%-16s %-8d %-6.2f %-10s %-12s %s\n", t.Name, t.PID, t.CPU, humanBytes(t.RSS), from, to)
+				}
 			}
 			if len(moves) == 0 {
 				fmt.Println("no moves in flight")
@@ -226,7 +248,7 @@ func newPsCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"tasks": [...], "moves": [...]}`)
 	return cmd
 }
 
