@@ -22,6 +22,7 @@ func init() { rootCmd.AddCommand(newAgentCmd()) }
 func newAgentCmd() *cobra.Command {
 	o := agent.DefaultOptions()
 	var configFile, logLevel, logFormat string
+	var nice int
 	cmd := &cobra.Command{
 		Use:   "agent --name N --bind IP[:PORT] [--join IP[:PORT]] [--secret-file F]",
 		Short: "Run the migrated daemon on this host",
@@ -46,6 +47,11 @@ removes its control socket.`,
 				return usageError{err}
 			}
 			o.Control = controlPath
+			if nice != 0 {
+				if err := agent.Renice(nice); err != nil {
+					log.Warn("nice", "err", err)
+				}
+			}
 			a, err := agent.New(o, log)
 			if err != nil {
 				return err
@@ -68,6 +74,7 @@ removes its control socket.`,
 	f.IntVar(&o.QUICPort, "quic-port", 0, "UDP port of the QUIC transport on the bind IP (default: gossip port + 1)")
 	f.StringVar(&o.Gossip, "gossip", o.Gossip, "gossip timing profile: lan, or local (faster failure detection)")
 	f.DurationVar(&o.Refresh, "refresh", o.Refresh, "interval of node metadata refreshes (load, free memory)")
+	f.IntVar(&nice, "nice", 10, "scheduling niceness of the agent: pre-copy yields the CPU to the tasks it moves (0 keeps the caller's)")
 	f.StringVar(&o.CapsOverride, "caps-override", "", "JSON file of capability fields to advertise instead of the probed ones (tests)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
