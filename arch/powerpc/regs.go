@@ -116,13 +116,17 @@ func (r *regs) trap() uint64 { return r.get(ptTrap) &^ trapNoRestart }
 func (r *regs) isSCV() bool { return r.trap() == trapSCV }
 
 // InSyscall: a thread is in a syscall when it entered the kernel through
-// "sc" (trap 0xc00) or "scv" (0x3000) (trap_is_syscall). nr is r0. ret is
+// "sc" (trap 0xc00) or "scv" (0x3000) (trap_is_syscall) and the kernel has
+// not yet settled that syscall's restart (trap_norestart: do_signal sets
+// the bit once check_syscall_restart has run, and may have moved nip back
+// already; such a thread is about to run user code, not in a call). nr is
+// r0. ret is
 // reported the kernel's way, as a negative errno when the call failed, for
 // both conventions: after "sc" a failure shows as CR0.SO with a positive
 // errno in r3, after "scv" as -errno in r3.
 func (r *regs) InSyscall() (int64, int64, bool) {
 	t := r.trap()
-	if t != trapSC && t != trapSCV {
+	if t != trapSC && t != trapSCV || r.get(ptTrap)&trapNoRestart != 0 {
 		return -1, 0, false
 	}
 	nr := int64(r.get(ptR0))
@@ -170,6 +174,12 @@ func (r *regs) SyscallResult() (uint64, arch.Errno) {
 	return r.get(ptR3), 0
 }
 
+// What a tracer can write back (gpr_set, arch/powerpc/kernel/ptrace/ptrace-view.c):
+// r0-r31, nip, orig_gpr3 up to ccr (PT_MAX_PUT_REG, ptrace-decl.h), the
+// debug bits of msr, and the trap value bits; softe, dar, dsisr and result
+// are ignored. FixRestart still keeps result consistent with what the
+// kernel would have left, for readers of the image.
+
 // FixRestart does what check_syscall_restart (arch/powerpc/kernel/signal.c)
 // does for a thread with no handler to run, and then marks the registers
 // as handled (trap = 0) so that the kernel of the new process does not do
@@ -181,10 +191,11 @@ func (r *regs) SyscallResult() (uint64, arch.Errno) {
 //     EINTR instead, in its instruction's convention (r3 = EINTR with
 //     CR0.SO for "sc", r3 = -EINTR for "scv").
 //
-// A trap word whose norestart bit is set has been dealt with already.
+// A trap word whose norestart bit is set has been dealt with already
+// (InSyscall is false for it).
 func (r *regs) FixRestart() string {
 	nr, ret, ok := r.InSyscall()
-	if !ok || r.get(ptTrap)&trapNoRestart != 0 {
+	if !ok {
 		return ""
 	}
 	switch -ret {
