@@ -118,6 +118,26 @@ func captureThreadInjected(in *inject.Injector, pid int, a arch.Arch, s scratch,
 	if flags&ssDisable == 0 {
 		it.Altstack = &image.SigAltStack{Sp: sp, Flags: flags, Size: size}
 	}
+	// A 32-bit task registers its robust list through the compat call,
+	// which the tracer's native get_robust_list does not see: ask the
+	// thread itself (compat pointers and sizes are 32-bit words).
+	if a.WordSize() == 4 {
+		clear(buf)
+		if err := inject.WriteMem(pid, s.addr, buf[:16]); err != nil {
+			return err
+		}
+		if _, err := in.Call("get_robust_list", a.Syscalls().GetRobustList, 0, s.addr, s.addr+8); err != nil {
+			return err
+		}
+		if err := inject.ReadMem(pid, s.addr, buf[:12]); err != nil {
+			return err
+		}
+		if head := a.ByteOrder().Uint32(buf); head != 0 {
+			it.RobustList = &image.RobustList{Head: uint64(head), Len: uint64(a.ByteOrder().Uint32(buf[8:]))}
+		} else {
+			it.RobustList = nil
+		}
+	}
 	// PR_GET_TID_ADDRESS writes a pointer-sized value.
 	clear(buf)
 	if err := inject.WriteMem(pid, s.addr, buf[:8]); err != nil {
