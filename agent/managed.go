@@ -262,6 +262,7 @@ type ProcStat struct {
 	State        byte
 	UTime, STime uint64 // clock ticks
 	Threads      int
+	Nice         int
 }
 
 // ErrProcFormat: a /proc file does not have the expected format.
@@ -293,6 +294,11 @@ func ParseProcStat(b []byte) (ProcStat, error) {
 		return ProcStat{}, fmt.Errorf("%w: num_threads %q", ErrProcFormat, f[17])
 	}
 	st.Threads = int(n)
+	nice, err := strconv.ParseInt(string(f[16]), 10, 32)
+	if err != nil || nice < -20 || nice > 19 {
+		return ProcStat{}, fmt.Errorf("%w: nice %q", ErrProcFormat, f[16])
+	}
+	st.Nice = int(nice)
 	return st, nil
 }
 
@@ -375,6 +381,13 @@ func postTask(a *Agent, r *http.Request) (any, error) {
 	// move's freeze (the agent is both parent and tracer). sample reaps the
 	// task once it is a zombie.
 	pid := cmd.Process.Pid
+	// The task runs at the caller's niceness, not the agent's (the agent
+	// may run niced so that pre-copy yields to the tasks it moves).
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cred.Pid)); err == nil {
+		if st, err := ParseProcStat(b); err == nil {
+			_ = unix.Setpriority(unix.PRIO_PROCESS, pid, st.Nice)
+		}
+	}
 	_ = cmd.Process.Release() // (Release sets Process.Pid to -1)
 	t := &ManagedTask{Name: req.Name, PID: pid, Argv: req.Argv, Log: logf.Name(), Started: time.Now()}
 	if err := m.add(t); err != nil {

@@ -20,6 +20,9 @@ var procStatCases = []struct {
 }{
 	{"plain", "42 (busy) R 1 42 42 0 -1 4194304 100 0 0 0 250 13 0 0 20 0 3 0 100 1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0",
 		ProcStat{State: 'R', UTime: 250, STime: 13, Threads: 3}, false},
+	{"niced", "42 (busy) R 1 42 42 0 -1 4194304 100 0 0 0 250 13 0 0 30 10 1 0 100 1000 10",
+		ProcStat{State: 'R', UTime: 250, STime: 13, Threads: 1, Nice: 10}, false},
+	{"bad nice", "42 (busy) R 1 42 42 0 -1 4194304 100 0 0 0 250 13 0 0 30 99 1 0 100 1000 10", ProcStat{}, true},
 	{"name with spaces and parens", "7 (a) b (c)) S 1 7 7 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 1 1 1",
 		ProcStat{State: 'S', UTime: 5, STime: 6, Threads: 1}, false},
 	{"no paren", "7 a S 1", ProcStat{}, true},

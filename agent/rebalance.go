@@ -63,14 +63,25 @@ type rebalancer struct {
 	policy *rebalance.Policy
 	ln     net.Listener
 	mu     sync.Mutex
-	// reserved: tasks this node admitted and that have not arrived yet.
+	// reserved: tasks this node admitted and that have not arrived yet,
+	// or arrived less than settle ago.
 	reserved map[string]reservation
+	// departed: tasks that left by a move less than settle ago.
+	departed []reservation
 }
 
 type reservation struct {
 	task    rebalance.Task
 	expires time.Time
+	// arrived: the task runs here now; the reservation stays until the
+	// measured load has a whole sample period with it in.
+	arrived bool
 }
+
+// settle is how long after a move the measured host load lags: until then
+// the destination counts the task's CPU as reserved and the source does
+// not count it (one whole sample period after the move, with slack).
+const settle = 5 * samplePeriod / 2
 
 // reservationTTL bounds how long an admitted move counts here if its source
 // never says how it ended.
@@ -198,6 +209,9 @@ func (r *rebalancer) step(ctx context.Context) {
 		return
 	}
 	r.policy.Moved(p.Task, p.Target)
+	r.mu.Lock()
+	r.departed = append(r.departed, reservation{task: *task, expires: time.Now().Add(settle)})
+	r.mu.Unlock()
 	log.Info("moved", "task", p.Task, "to", p.Target, "new_pid", rep.NewPID, "downtime_ms", rep.DowntimeMs, "why", p.Why)
 	if err := r.ask(ctx, p.Target, peerRequest{Op: "arrived", Task: task, MoveID: rep.MoveID, PID: rep.NewPID}, &ans); err != nil || !ans.OK {
 		log.Warn("the destination did not take the task as managed", "task", p.Task, "to", p.Target, "err", err, "why", ans.Why)
@@ -376,7 +390,15 @@ func (r *rebalancer) localLoad(now time.Time) float64 {
 		}
 		load += res.task.CPU
 	}
-	return load
+	kept := r.departed[:0]
+	for _, d := range r.departed {
+		if now.Before(d.expires) {
+			load -= d.task.CPU
+			kept = append(kept, d)
+		}
+	}
+	r.departed = kept
+	return max(load, 0)
 }
 
 func getRebalanceSnapshot(a *Agent, req *http.Request) (any, error) {
@@ -539,11 +561,23 @@ func (r *rebalancer) answer(req peerRequest) peerAnswer {
 		if err != nil {
 			return peerAnswer{Why: err.Error()}
 		}
+		// The moves admitted and not arrived are tasks moving here (the
+		// policy adds their CPU to this node: take it out of the measured
+		// load with reservations first); an arrived one is a task of ours
+		// already.
 		r.mu.Lock()
 		for _, res := range r.reserved {
+			if res.arrived {
+				continue
+			}
 			rt := res.task
 			rt.MovingTo = self
 			v.Tasks = append(v.Tasks, rt)
+			for i := range v.Nodes {
+				if v.Nodes[i].ID == self {
+					v.Nodes[i].Load -= rt.CPU
+				}
+			}
 		}
 		r.mu.Unlock()
 		if err := r.policy.Admit(v, &t, self); err != nil {
@@ -566,9 +600,6 @@ func (r *rebalancer) answer(req peerRequest) peerAnswer {
 		if req.Task == nil {
 			return peerAnswer{Why: "no task"}
 		}
-		r.mu.Lock()
-		delete(r.reserved, req.From+"/"+req.Task.ID)
-		r.mu.Unlock()
 		mv, err := moverOf(r.a)
 		if err != nil {
 			return peerAnswer{Why: err.Error()}
@@ -587,6 +618,13 @@ func (r *rebalancer) answer(req peerRequest) peerAnswer {
 		if err := ms.add(mt); err != nil {
 			return peerAnswer{Why: err.Error()}
 		}
+		r.mu.Lock()
+		key := req.From + "/" + req.Task.ID
+		if res, ok := r.reserved[key]; ok {
+			res.arrived, res.expires = true, now.Add(settle)
+			r.reserved[key] = res
+		}
+		r.mu.Unlock()
 		log.Info("managed task arrived", "task", mt.Name, "pid", mt.PID, "move", req.MoveID)
 		return peerAnswer{OK: true}
 	}

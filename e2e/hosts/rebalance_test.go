@@ -118,6 +118,33 @@ func TestRebalanceMovesOffHotHost(t *testing.T) {
 		}
 		visited[h.task][h.to] = true
 	}
+	// Every task is managed where it is now, and only there.
+	for i, h := range env.Cluster.Hosts {
+		out, err := h.Command(ctx, env.Bin, "ps", "--json").Output()
+		if err != nil {
+			t.Fatalf("ps on %s: %v", h.Name, err)
+		}
+		var ps struct {
+			Tasks []struct {
+				Name      string `json:"name"`
+				PID       int    `json:"pid"`
+				MovedFrom string `json:"moved_from"`
+			} `json:"tasks"`
+		}
+		if err := json.Unmarshal(out, &ps); err != nil {
+			t.Fatalf("ps --json on %s: %v: %s", h.Name, err, out)
+		}
+		listed := map[int]bool{}
+		for _, mt := range ps.Tasks {
+			listed[mt.PID] = true
+		}
+		for j, pid := range pids {
+			if want := last[j] == h.Name; listed[pid] != want {
+				t.Errorf("host %d (%s): busy%d (pid %d) managed %v, want %v: %s", i, h.Name, j, pid, listed[pid], want, out)
+			}
+		}
+		t.Logf("ps on %s: %s", h.Name, bytes.TrimSpace(out))
+	}
 	// Every task keeps running where it is, and passes its self-check.
 	for i, p := range procs {
 		before, _ := p.Progress()
