@@ -237,6 +237,10 @@ func (m *managedSet) sample(now time.Time) {
 	for name, t := range m.tasks {
 		cur, ok := ticks[t.PID]
 		if !ok {
+			// Not in the scan: gone, or started after the scan began.
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", t.PID)); err == nil {
+				continue
+			}
 			if t.MovingTo == "" {
 				m.a.Logger().Info("managed task ended", "task", name, "pid", t.PID)
 				delete(m.tasks, name)
