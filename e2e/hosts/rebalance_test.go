@@ -145,6 +145,15 @@ func TestRebalanceMovesOffHotHost(t *testing.T) {
 		}
 		t.Logf("ps on %s: %s", h.Name, bytes.TrimSpace(out))
 	}
+	// The dry run reads the same snapshot the agent plans on.
+	out, err := a.Command(ctx, env.Bin, "rebalance", "--dry-run", "--json").Output()
+	var dry struct {
+		Self string `json:"self"`
+	}
+	if err != nil || json.Unmarshal(out, &dry) != nil || dry.Self != a.Name {
+		t.Errorf("rebalance --dry-run on %s: %v: %s", a.Name, err, out)
+	}
+	t.Logf("rebalance --dry-run on %s: %s", a.Name, bytes.TrimSpace(out))
 	// Every task keeps running where it is, and passes its self-check.
 	for i, p := range procs {
 		before, _ := p.Progress()
