@@ -121,6 +121,7 @@ func BootPair(ctx context.Context, cfg PairConfig) (*Pair, error) {
 		if err != nil {
 			return nil, err
 		}
+		logf("g%d: %s kernel %s (%s)", i, arch, kern.Vmlinux, kern.Source)
 		if inits[arch] == "" {
 			out := filepath.Join(work, "init-"+arch)
 			begin := time.Now()
