@@ -314,6 +314,7 @@ func postMove(a *Agent, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.Logger().Info("moved", "pid", req.PID, "host", req.Host, "new_pid", rep.NewPID, "downtime_ms", rep.DowntimeMs)
+	managedMoved(a, req.PID, req.Host, rep) // a managed task stays managed on the destination
 	emit(MoveEvent{Report: rep})
 }
 
