@@ -53,7 +53,8 @@ type PairConfig struct {
 	// Guests holds per-guest overrides; guest 0 listens on the link.
 	Guests [2]GuestConfig
 	// WorkDir keeps initramfs images, sockets and console logs; default a
-	// new directory under os.TempDir() (kept, for post-mortems).
+	// new directory under os.TempDir(), removed by a clean Close and kept
+	// (for post-mortems) when the boot or the shutdown failed.
 	WorkDir string
 	// BootTimeout bounds the boot of both guests up to the control
 	// channel's first answer; default 4 minutes.
@@ -70,10 +71,11 @@ type Pair struct {
 	// control channels answering.
 	BootTime time.Duration
 
-	netns   *netnsThread
-	logf    func(string, ...any)
-	closed  bool
-	workDir string
+	netns  *netnsThread
+	logf   func(string, ...any)
+	closed bool
+	// ownWork: BootPair made WorkDir, so a clean Close removes it.
+	ownWork bool
 }
 
 // linkPort is the QEMU stream port, on 127.0.0.1 inside the pair's own
@@ -108,7 +110,7 @@ func BootPair(ctx context.Context, cfg PairConfig) (*Pair, error) {
 		}
 		work = d
 	}
-	p := &Pair{WorkDir: work, logf: logf}
+	p := &Pair{WorkDir: work, logf: logf, ownWork: cfg.WorkDir == ""}
 
 	// Build /init once per architecture, and the images.
 	var qemuArgs [2][]string
@@ -164,7 +166,9 @@ func BootPair(ctx context.Context, cfg PairConfig) (*Pair, error) {
 	ok := false
 	defer func() {
 		if !ok {
+			p.ownWork = false // keep the consoles of a failed boot
 			p.Close()
+			p.logf("boot failed; work directory kept: %s", work)
 		}
 	}()
 	ns, err := newNetnsThread()
@@ -385,7 +389,11 @@ func (p *Pair) Close() error {
 		p.netns.stop()
 	}
 	if len(killed) > 0 {
-		return fmt.Errorf("power: QEMU of %s did not power off in time and was killed", strings.Join(killed, ", "))
+		return fmt.Errorf("power: QEMU of %s did not power off in time and was killed (work directory kept: %s)",
+			strings.Join(killed, ", "), p.WorkDir)
+	}
+	if p.ownWork {
+		os.RemoveAll(p.WorkDir)
 	}
 	return nil
 }
