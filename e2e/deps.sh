@@ -6,7 +6,7 @@ set -euo pipefail
 # gcc-multilib: the i386 workloads build (they run only where the kernel runs
 # i386 programs); qemu-user and the powerpc binutils: arch/powerpc's stub and
 # gadget tests run the generated code under qemu-user and disassemble it.
-pkgs=(gcc gcc-multilib libc6-dev python3 iproute2 util-linux protobuf-compiler
+pkgs=(gcc gcc-multilib libc6-dev python3 iproute2 util-linux protobuf-compiler cpio
   qemu-user binutils-powerpc64le-linux-gnu binutils-powerpc64-linux-gnu binutils-powerpc-linux-gnu)
 missing=()
 for p in "${pkgs[@]}"; do
