@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -47,4 +48,14 @@ func procUIDs(pid int) ([4]uint32, error) {
 		return [4]uint32{}, fmt.Errorf("process %d: %w", pid, err)
 	}
 	return compat.ParseStatusUIDs(b)
+}
+
+// authorizeCaller checks that the caller of a control request (its
+// SO_PEERCRED) may act on pid.
+func authorizeCaller(r *http.Request, pid int) error {
+	cred, ok := PeerCred(r.Context())
+	if !ok {
+		return fmt.Errorf("%w: no peer credentials", ErrNotPermitted)
+	}
+	return AuthorizePID(cred, pid)
 }

@@ -419,11 +419,7 @@ func postAdopt(a *Agent, r *http.Request) (any, error) {
 	if err := DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
-	cred, ok := PeerCred(r.Context())
-	if !ok {
-		return nil, fmt.Errorf("%w: no peer credentials", ErrNotPermitted)
-	}
-	if err := AuthorizePID(cred, req.PID); err != nil {
+	if err := authorizeCaller(r, req.PID); err != nil {
 		return nil, err
 	}
 	m, err := managedOf(a)

@@ -221,12 +221,7 @@ func postMove(a *Agent, w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
-	cred, ok := PeerCred(r.Context())
-	if !ok {
-		WriteError(w, fmt.Errorf("%w: no peer credentials", ErrNotPermitted))
-		return
-	}
-	if err := AuthorizePID(cred, req.PID); err != nil {
+	if err := authorizeCaller(r, req.PID); err != nil {
 		WriteError(w, err)
 		return
 	}
@@ -423,11 +418,7 @@ func postCheck(a *Agent, r *http.Request) (any, error) {
 	if err := DecodeJSON(r, &req); err != nil {
 		return nil, err
 	}
-	cred, ok := PeerCred(r.Context())
-	if !ok {
-		return nil, fmt.Errorf("%w: no peer credentials", ErrNotPermitted)
-	}
-	if err := AuthorizePID(cred, req.PID); err != nil {
+	if err := authorizeCaller(r, req.PID); err != nil {
 		return nil, err
 	}
 	m, err := moverOf(a)
