@@ -1,0 +1,319 @@
+package power
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// moveReport is the part of `migrated move --json` the test checks and logs.
+type moveReport struct {
+	MoveID       string  `json:"move_id"`
+	PID          int     `json:"pid"`
+	NewPID       int     `json:"new_pid"`
+	Host         string  `json:"host"`
+	DowntimeMs   float64 `json:"downtime_ms"`
+	TotalMs      float64 `json:"total_ms"`
+	Rounds       int     `json:"rounds"`
+	MemoryBytes  uint64  `json:"memory_bytes"`
+	WireBytes    uint64  `json:"wire_bytes"`
+	Tracker      string  `json:"tracker"`
+	Verdict      string  `json:"verdict"`
+	FreezeMs     float64 `json:"freeze_ms"`
+	FinalRoundMs float64 `json:"final_round_ms"`
+	CaptureMs    float64 `json:"capture_ms"`
+	PrepareMs    float64 `json:"prepare_ms"`
+}
+
+// moveWorkload is a self-checking workload (e2e/workload protocol) moved
+// from guest 0 to guest 1.
+type moveWorkload struct {
+	name string   // e2e/workloads/<name>.c
+	args []string // besides --dir; the workload must leave its files alone while idle
+}
+
+// TestPowerMove boots a pair of POWER9 guests, runs an agent in each, and
+// moves self-checking C workloads from guest 0 to guest 1: the moved task
+// keeps its PID, is gone from guest 0 and passes its own checks on guest 1.
+func TestPowerMove(t *testing.T) {
+	needGuests(t)
+	tests := []struct {
+		arch      string
+		workloads []moveWorkload
+	}{
+		{arch: ArchPPC64LE, workloads: []moveWorkload{{"simple", []string{"--mode=pause"}}}},
+		{arch: ArchPPC64, workloads: []moveWorkload{{"simple", []string{"--mode=pause"}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.arch, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+			defer cancel()
+			work := keptWorkDir(t)
+			files := buildMoveFiles(ctx, t, tc.arch, work, tc.workloads)
+
+			begin := time.Now()
+			pair, err := BootPair(ctx, PairConfig{Arch: tc.arch, CPU: "POWER9", Files: files, WorkDir: work, Logf: t.Logf})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := pair.Close(); err != nil {
+					t.Error(err)
+				}
+			}()
+			t.Logf("step boot pair: %v", time.Since(begin).Round(time.Millisecond))
+
+			begin = time.Now()
+			startAgents(ctx, t, pair)
+			t.Logf("step agents up, cluster of 2 alive: %v", time.Since(begin).Round(time.Millisecond))
+			defer func() {
+				if t.Failed() {
+					for _, g := range pair.Guests {
+						b, err := g.ReadFile(context.Background(), "/tmp/agent.log")
+						t.Logf("%s /tmp/agent.log (%v):\n%s", g.Name, err, tail(b, 6000))
+					}
+				}
+			}()
+
+			for i, w := range tc.workloads {
+				t.Run(w.name, func(t *testing.T) {
+					moveOne(ctx, t, pair, w, 5000+1000*i)
+				})
+			}
+		})
+	}
+}
+
+// buildMoveFiles cross-builds the agent, the workloads and movefs for arch.
+func buildMoveFiles(ctx context.Context, t *testing.T, arch, work string, wls []moveWorkload) map[string]File {
+	t.Helper()
+	begin := time.Now()
+	agent := filepath.Join(work, "migrated-"+arch)
+	if err := BuildGo(ctx, arch, "./cmd/migrated", agent); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("step cross-build migrated (GOARCH=%s): %v", arch, time.Since(begin).Round(time.Millisecond))
+	begin = time.Now()
+	files := map[string]File{"bin/migrated": {HostPath: agent}}
+	src := filepath.Join(ModuleRoot(), "e2e", "workloads")
+	for _, w := range wls {
+		out := filepath.Join(work, w.name+"-"+arch)
+		flags := []string{"-g", "-Wall", "-Wextra", "-Wno-unused-function", "-pthread", "-I", src}
+		if err := BuildC(ctx, arch, out, flags, filepath.Join(src, w.name+".c")); err != nil {
+			t.Fatal(err)
+		}
+		files["bin/"+w.name] = File{HostPath: out}
+	}
+	fs, err := buildMoveFS(ctx, arch, work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["bin/movefs"] = File{HostPath: fs}
+	t.Logf("step cross-build C workloads + movefs: %v", time.Since(begin).Round(time.Millisecond))
+	return files
+}
+
+// startAgents starts `migrated agent` in both guests (guest 1 joins guest 0)
+// and waits until guest 0 lists both alive.
+func startAgents(ctx context.Context, t *testing.T, pair *Pair) {
+	t.Helper()
+	for i, g := range pair.Guests {
+		argv := []string{"/bin/migrated", "agent", "--name", g.Name, "--bind", g.Addr.String(), "--insecure"}
+		if i == 1 {
+			argv = append(argv, "--join", pair.Guests[0].Addr.String())
+		}
+		pid, err := g.Start(ctx, "/tmp/agent.log", argv...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: agent pid %d: %s", g.Name, pid, strings.Join(argv, " "))
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	var out []byte
+	var err error
+	for time.Now().Before(deadline) {
+		out, err = pair.Run(ctx, 0, "/bin/migrated", "members", "--json")
+		if err == nil && countAliveMembers(out) == 2 {
+			t.Logf("g0: migrated members --json lists %d alive members", 2)
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	b0, _ := pair.Guests[0].ReadFile(ctx, "/tmp/agent.log")
+	b1, _ := pair.Guests[1].ReadFile(ctx, "/tmp/agent.log")
+	t.Fatalf("the cluster did not form in 3 min: members %s, %v\ng0 agent:\n%s\ng1 agent:\n%s", out, err, tail(b0, 3000), tail(b1, 3000))
+}
+
+func countAliveMembers(out []byte) int {
+	var ms []struct {
+		Status string `json:"status"`
+	}
+	if json.Unmarshal(out, &ms) != nil {
+		return 0
+	}
+	n := 0
+	for _, m := range ms {
+		if m.Status == "alive" {
+			n++
+		}
+	}
+	return n
+}
+
+// moveOne starts w in guest 0 with a PID above lastPID, moves it to guest 1
+// and has it check itself there.
+func moveOne(ctx context.Context, t *testing.T, pair *Pair, w moveWorkload, lastPID int) {
+	g0, g1 := pair.Guests[0], pair.Guests[1]
+	dir := "/tmp/" + w.name
+	// Bump guest 0's PID counter so that the workload's PID (and TIDs) are
+	// free in guest 1, which has run far fewer processes.
+	if _, err := g0.Run(ctx, "/bin/movefs", "write", "/proc/sys/kernel/ns_last_pid", strconv.Itoa(lastPID)); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range pair.Guests {
+		if _, err := g.Run(ctx, "/bin/movefs", "mkdir", dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	begin := time.Now()
+	argv := append([]string{"/bin/" + w.name, "--dir=" + dir}, w.args...)
+	pid, err := g0.Start(ctx, dir+"/output", argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, err := waitFile(ctx, g0, dir+"/ready", 2*time.Minute)
+	if err != nil {
+		out, _ := g0.ReadFile(ctx, dir+"/output")
+		t.Fatalf("%v\noutput:\n%s", err, out)
+	}
+	if got := strings.TrimSpace(string(ready)); got != strconv.Itoa(pid) {
+		t.Fatalf("ready says pid %q, started pid %d", got, pid)
+	}
+	t.Logf("step %s ready in g0 as pid %d: %v", w.name, pid, time.Since(begin).Round(time.Millisecond))
+
+	// The guests share no filesystem; the engine expects the task's files
+	// at the same paths with the same size and mtime on the destination
+	// (shared storage). The workload is idle (pause mode): copy them.
+	begin = time.Now()
+	for _, name := range []string{"mapped.dat", "progress.log", "output"} {
+		st, err := replicateFile(ctx, g0, g1, dir+"/"+name)
+		if err != nil {
+			t.Fatalf("replicate %s: %v", name, err)
+		}
+		t.Logf("replicated %s/%s to g1: %d bytes, mtime %d.%09d", dir, name, st.Size, st.Sec, st.Nsec)
+	}
+	t.Logf("step replicate the workload's files: %v", time.Since(begin).Round(time.Millisecond))
+
+	begin = time.Now()
+	out, err := g0.Run(ctx, "/bin/migrated", "move", strconv.Itoa(pid), g1.Name, "--json")
+	moveTime := time.Since(begin)
+	if err != nil {
+		t.Fatalf("move: %v", err)
+	}
+	var rep moveReport
+	if err := json.Unmarshal(bytes.TrimSpace(out), &rep); err != nil && json.Unmarshal(lastLine(out), &rep) != nil {
+		t.Fatalf("move report: %v\n%s", err, out)
+	}
+	t.Logf("step move %s (wall, from the host): %v", w.name, moveTime.Round(time.Millisecond))
+	t.Logf("move report: %s", bytes.TrimSpace(out))
+	t.Logf("figures: downtime %.1f ms (freeze %.1f, final round %.1f, capture %.1f, prepare %.1f), total %.1f ms, %d rounds, tracker %s, memory %d bytes, wire %d bytes, verdict %s",
+		rep.DowntimeMs, rep.FreezeMs, rep.FinalRoundMs, rep.CaptureMs, rep.PrepareMs, rep.TotalMs, rep.Rounds, rep.Tracker, rep.MemoryBytes, rep.WireBytes, rep.Verdict)
+	if rep.PID != pid || rep.NewPID != pid || rep.Host != g1.Name {
+		t.Errorf("report: pid %d new_pid %d host %q; want %d, %d, %q", rep.PID, rep.NewPID, rep.Host, pid, pid, g1.Name)
+	}
+	if rep.Tracker != "soft-dirty" {
+		t.Errorf("tracker %q, want soft-dirty (POWER has no uffd-wp)", rep.Tracker)
+	}
+
+	if err := waitGone(ctx, g0, pid, 30*time.Second); err != nil {
+		t.Error(err)
+	}
+	if status, err := g1.ReadFile(ctx, fmt.Sprintf("/proc/%d/status", pid)); err != nil {
+		t.Fatalf("moved pid %d not in g1: %v", pid, err)
+	} else {
+		t.Logf("g1 /proc/%d/status: %s", pid, firstLines(status, 3))
+	}
+
+	begin = time.Now()
+	if err := g1.Signal(ctx, pid, 12); err != nil { // SIGUSR2 (12 on powerpc too)
+		t.Fatal(err)
+	}
+	res, err := waitFile(ctx, g1, dir+"/result", 2*time.Minute)
+	if err != nil {
+		o, _ := g1.ReadFile(ctx, dir+"/output")
+		t.Fatalf("%v\ng1 output:\n%s", err, o)
+	}
+	t.Logf("step %s verdict on g1: %v", w.name, time.Since(begin).Round(time.Millisecond))
+	t.Logf("g1 %s/result:\n%s", dir, bytes.TrimSpace(res))
+	if first := firstLines(res, 1); first != "PASS" {
+		o, _ := g1.ReadFile(ctx, dir+"/output")
+		t.Errorf("%s on g1: %s\noutput:\n%s", w.name, first, o)
+	}
+}
+
+// waitFile polls a guest for path until it exists and is not empty.
+func waitFile(ctx context.Context, g *Guest, path string, limit time.Duration) ([]byte, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		b, err := g.ReadFile(ctx, path)
+		if err == nil && len(b) > 0 {
+			return b, nil
+		}
+		var ee *ExitError
+		if err != nil && !errors.As(err, &ee) {
+			return nil, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s: no %s after %v: %v", g.Name, path, limit, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitGone polls until pid has left the guest's /proc.
+func waitGone(ctx context.Context, g *Guest, pid int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		if _, err := g.ReadFile(ctx, fmt.Sprintf("/proc/%d/status", pid)); err != nil {
+			var ee *ExitError
+			if errors.As(err, &ee) {
+				return nil
+			}
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: pid %d still there %v after the move", g.Name, pid, limit)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func lastLine(b []byte) []byte {
+	b = bytes.TrimSpace(b)
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		return b[i+1:]
+	}
+	return b
+}
+
+func firstLines(b []byte, n int) string {
+	lines := strings.SplitN(strings.TrimSpace(string(b)), "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, " | ")
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
