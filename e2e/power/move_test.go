@@ -37,6 +37,9 @@ type moveReport struct {
 type moveWorkload struct {
 	name string   // e2e/workloads/<name>.c
 	args []string // besides --dir; the workload must leave its files alone while idle
+	// steps is how many SIGUSR1 steps (one progress line each, pause mode)
+	// it takes before the move and again after it.
+	steps int
 }
 
 // TestPowerMove boots a pair of POWER9 guests, runs an agent in each, and
@@ -48,8 +51,8 @@ func TestPowerMove(t *testing.T) {
 		arch      string
 		workloads []moveWorkload
 	}{
-		{arch: ArchPPC64LE, workloads: []moveWorkload{{"simple", []string{"--mode=pause"}}}},
-		{arch: ArchPPC64, workloads: []moveWorkload{{"simple", []string{"--mode=pause"}}}},
+		{arch: ArchPPC64LE, workloads: []moveWorkload{{"simple", []string{"--mode=pause"}, 3}}},
+		{arch: ArchPPC64, workloads: []moveWorkload{{"simple", []string{"--mode=pause"}, 3}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.arch, func(t *testing.T) {
@@ -198,6 +201,10 @@ func moveOne(ctx context.Context, t *testing.T, pair *Pair, w moveWorkload, last
 	}
 	t.Logf("step %s ready in g0 as pid %d: %v", w.name, pid, time.Since(begin).Round(time.Millisecond))
 
+	if err := stepWorkload(ctx, g0, pid, dir, w.steps, 0); err != nil {
+		t.Fatal(err)
+	}
+
 	// The guests share no filesystem; the engine expects the task's files
 	// at the same paths with the same size and mtime on the destination
 	// (shared storage). The workload is idle (pause mode): copy them.
@@ -242,6 +249,9 @@ func moveOne(ctx context.Context, t *testing.T, pair *Pair, w moveWorkload, last
 	}
 
 	begin = time.Now()
+	if err := stepWorkload(ctx, g1, pid, dir, w.steps, w.steps); err != nil {
+		t.Fatal(err)
+	}
 	if err := g1.Signal(ctx, pid, 12); err != nil { // SIGUSR2 (12 on powerpc too)
 		t.Fatal(err)
 	}
@@ -256,6 +266,39 @@ func moveOne(ctx context.Context, t *testing.T, pair *Pair, w moveWorkload, last
 		o, _ := g1.ReadFile(ctx, dir+"/output")
 		t.Errorf("%s on g1: %s\noutput:\n%s", w.name, first, o)
 	}
+	if want := fmt.Sprintf("progress=%d", 2*w.steps); !strings.Contains("\n"+string(res)+"\n", "\n"+want+"\n") {
+		t.Errorf("%s on g1: result has no line %q", w.name, want)
+	}
+}
+
+// stepWorkload sends n SIGUSR1 to a pause-mode workload, one at a time,
+// each time waiting for its progress line (20 bytes) after the done ones.
+func stepWorkload(ctx context.Context, g *Guest, pid int, dir string, n, done int) error {
+	for i := range n {
+		if err := g.Signal(ctx, pid, 10); err != nil { // SIGUSR1
+			return err
+		}
+		want := int64(20 * (done + i + 1))
+		deadline := time.Now().Add(time.Minute)
+		for {
+			out, err := g.Run(ctx, "/bin/movefs", "stat", dir+"/progress.log")
+			if err != nil {
+				return err
+			}
+			st, err := parseStamp(out)
+			if err != nil {
+				return err
+			}
+			if st.Size == want {
+				break
+			}
+			if st.Size > want || time.Now().After(deadline) {
+				return fmt.Errorf("%s: %s/progress.log is %d bytes after SIGUSR1 %d, want %d", g.Name, dir, st.Size, done+i+1, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
 // waitFile polls a guest for path until it exists and is not empty.
