@@ -2,6 +2,7 @@ package power
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 //	movefs stat PATH                print "SIZE SEC NSEC"
 //	movefs put PATH SEC NSEC        stdin -> PATH (created, 0644), then mtime = SEC.NSEC
 //	movefs mkdir PATH               mkdir -p of one level, EEXIST is fine
+//	movefs vmread                   process_vm_readv of its own memory: "ok" or the errno text
 const moveFSSource = `#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +28,7 @@ const moveFSSource = `#define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static int die(const char *what, const char *path)
@@ -75,7 +78,17 @@ int main(int argc, char **argv)
 			return die("mkdir", argv[2]);
 		return 0;
 	}
-	fprintf(stderr, "usage: movefs write PATH TEXT | stat PATH | put PATH SEC NSEC | mkdir PATH\n");
+	if (argc == 2 && strcmp(argv[1], "vmread") == 0) {
+		static char src[64] = "process_vm_readv", dst[64];
+		struct iovec l = {dst, sizeof(dst)}, r = {src, sizeof(src)};
+		if (process_vm_readv(getpid(), &l, 1, &r, 1, 0) != (ssize_t)sizeof(src)) {
+			printf("%s\n", strerror(errno));
+			return 1;
+		}
+		printf("ok\n");
+		return 0;
+	}
+	fprintf(stderr, "usage: movefs write PATH TEXT | stat PATH | put PATH SEC NSEC | mkdir PATH | vmread\n");
 	return 2;
 }
 `
@@ -151,4 +164,22 @@ func replicateFile(ctx context.Context, src, dst *Guest, path string) (fileStamp
 		return st, fmt.Errorf("%s: %s is %+v after the copy, want %+v", dst.Name, path, got, st)
 	}
 	return st, nil
+}
+
+// needCrossMemoryAttach fails the test when a guest's kernel has no
+// process_vm_readv: the engine reads and writes task memory with it (the
+// project's big-endian kernel config, be-compat.config, is built from
+// allnoconfig and CONFIG_CROSS_MEMORY_ATTACH is not in it).
+func needCrossMemoryAttach(ctx context.Context, g *Guest) error {
+	out, err := g.Run(ctx, "/bin/movefs", "vmread")
+	if err == nil {
+		return nil
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) && ee.Exit == 1 {
+		return fmt.Errorf("%s (%s kernel): process_vm_readv fails with %q: the guest kernel lacks CONFIG_CROSS_MEMORY_ATTACH, "+
+			"which checkpoint and restore need (inject.ReadMem/WriteMem); add CONFIG_CROSS_MEMORY_ATTACH=y to e2e/power/be-compat.config and rebuild the kernel",
+			g.Name, g.Arch, strings.TrimSpace(string(out)))
+	}
+	return err
 }
