@@ -14,13 +14,18 @@ func uintptrOf(p *uint64) uintptr { return uintptr(unsafe.Pointer(p)) }
 const MaxIovecs = 1024
 
 // ReadMem copies len(buf) bytes at addr of pid into buf with
-// process_vm_readv. It does not need the tracer thread.
+// process_vm_readv (through /proc/PID/mem on a kernel built without
+// CONFIG_CROSS_MEMORY_ATTACH, which has no process_vm_*). It does not need
+// the tracer thread.
 func ReadMem(pid int, addr uint64, buf []byte) error {
 	for done := 0; done < len(buf); {
 		local := []unix.Iovec{{Base: &buf[done]}}
 		local[0].SetLen(len(buf) - done)
 		remote := []unix.RemoteIovec{{Base: uintptr(addr) + uintptr(done), Len: len(buf) - done}}
 		n, err := unix.ProcessVMReadv(pid, local, remote, 0)
+		if err == unix.ENOSYS {
+			return ReadMemForce(pid, addr+uint64(done), buf[done:])
+		}
 		if err != nil {
 			return fmt.Errorf("read %d bytes at %#x of %d: %w", len(buf)-done, addr+uint64(done), pid, err)
 		}
@@ -40,6 +45,9 @@ func WriteMem(pid int, addr uint64, buf []byte) error {
 		local[0].SetLen(len(buf) - done)
 		remote := []unix.RemoteIovec{{Base: uintptr(addr) + uintptr(done), Len: len(buf) - done}}
 		n, err := unix.ProcessVMWritev(pid, local, remote, 0)
+		if err == unix.ENOSYS {
+			return WriteMemForce(pid, addr+uint64(done), buf[done:])
+		}
 		if err != nil {
 			return fmt.Errorf("write %d bytes at %#x of %d: %w", len(buf)-done, addr+uint64(done), pid, err)
 		}
@@ -93,6 +101,19 @@ func ReadPages(pid int, addrs []uint64, pageSize uint64, buf []byte) error {
 		local := []unix.Iovec{{Base: &buf[bufOff]}}
 		local[0].SetLen(n * int(pageSize))
 		got, err := unix.ProcessVMReadv(pid, local, remote, 0)
+		if err == unix.ENOSYS {
+			// A kernel without CONFIG_CROSS_MEMORY_ATTACH: /proc/PID/mem,
+			// one range at a time.
+			off := bufOff
+			for _, r := range remote {
+				if err := ReadMemForce(pid, uint64(r.Base), buf[off:off+uint64(r.Len)]); err != nil {
+					return err
+				}
+				off += uint64(r.Len)
+			}
+			remote = remote[:0]
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("read %d pages at %#x of %d: %w", n, addrs[first], pid, err)
 		}
