@@ -40,6 +40,12 @@ type moveWorkload struct {
 	// steps is how many SIGUSR1 steps (one progress line each, pause mode)
 	// it takes before the move and again after it.
 	steps int
+	// stopped: the workload writes its progress log all the time, so it is
+	// stopped (SIGSTOP) while its files are copied and moved so, then
+	// continued (SIGCONT) on the destination.
+	stopped bool
+	// files of its directory that the destination must see (besides output).
+	files []string
 }
 
 // TestPowerMove boots a pair of POWER9 guests, runs an agent in each, and
@@ -51,8 +57,13 @@ func TestPowerMove(t *testing.T) {
 		arch      string
 		workloads []moveWorkload
 	}{
-		{arch: ArchPPC64LE, workloads: []moveWorkload{{"simple", []string{"--mode=pause"}, 3}}},
-		{arch: ArchPPC64, workloads: []moveWorkload{{"simple", []string{"--mode=pause"}, 3}}},
+		{arch: ArchPPC64LE, workloads: []moveWorkload{
+			{name: "simple", args: []string{"--mode=pause"}, steps: 3, files: []string{"mapped.dat", "progress.log"}},
+			{name: "threads", stopped: true, files: []string{"progress.log"}},
+		}},
+		{arch: ArchPPC64, workloads: []moveWorkload{
+			{name: "simple", args: []string{"--mode=pause"}, steps: 3, files: []string{"mapped.dat", "progress.log"}},
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.arch, func(t *testing.T) {
@@ -85,8 +96,22 @@ func TestPowerMove(t *testing.T) {
 				}
 			}()
 
+			for _, g := range pair.Guests {
+				if out, err := g.Run(ctx, "/bin/migrated", "doctor"); err != nil {
+					t.Logf("%s: migrated doctor: %v", g.Name, err)
+				} else {
+					t.Logf("%s: migrated doctor:\n%s", g.Name, bytes.TrimSpace(out))
+				}
+				if err := needCrossMemoryAttach(ctx, g); err != nil {
+					t.Fatal(err)
+				}
+			}
 			for i, w := range tc.workloads {
-				t.Run(w.name, func(t *testing.T) {
+				name := w.name
+				if w.stopped {
+					name += "-stopped"
+				}
+				t.Run(name, func(t *testing.T) {
 					moveOne(ctx, t, pair, w, 5000+1000*i)
 				})
 			}
@@ -204,12 +229,20 @@ func moveOne(ctx context.Context, t *testing.T, pair *Pair, w moveWorkload, last
 	if err := stepWorkload(ctx, g0, pid, dir, w.steps, 0); err != nil {
 		t.Fatal(err)
 	}
+	if w.stopped {
+		if err := g0.Signal(ctx, pid, 19); err != nil { // SIGSTOP
+			t.Fatal(err)
+		}
+		if err := waitState(ctx, g0, pid, "T", 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// The guests share no filesystem; the engine expects the task's files
 	// at the same paths with the same size and mtime on the destination
 	// (shared storage). The workload is idle (pause mode): copy them.
 	begin = time.Now()
-	for _, name := range []string{"mapped.dat", "progress.log", "output"} {
+	for _, name := range append(w.files, "output") {
 		st, err := replicateFile(ctx, g0, g1, dir+"/"+name)
 		if err != nil {
 			t.Fatalf("replicate %s: %v", name, err)
@@ -219,10 +252,19 @@ func moveOne(ctx context.Context, t *testing.T, pair *Pair, w moveWorkload, last
 	t.Logf("step replicate the workload's files: %v", time.Since(begin).Round(time.Millisecond))
 
 	begin = time.Now()
-	out, err := g0.Run(ctx, "/bin/migrated", "move", strconv.Itoa(pid), g1.Name, "--json")
+	mctx, mcancel := context.WithTimeout(ctx, 2*time.Minute)
+	out, err := g0.Run(mctx, "/bin/migrated", "move", strconv.Itoa(pid), g1.Name, "--json")
+	mcancel()
 	moveTime := time.Since(begin)
 	if err != nil {
-		t.Fatalf("move: %v", err)
+		var states []string
+		for tid := pid; tid <= pid+8; tid++ {
+			st, serr := g0.ReadFile(ctx, fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
+			if serr == nil {
+				states = append(states, fmt.Sprintf("tid %d: %s", tid, firstLines(st, 3)))
+			}
+		}
+		t.Fatalf("move after %v: %v\ng0 threads of %d:\n%s", moveTime.Round(time.Millisecond), err, pid, strings.Join(states, "\n"))
 	}
 	var rep moveReport
 	if err := json.Unmarshal(bytes.TrimSpace(out), &rep); err != nil && json.Unmarshal(lastLine(out), &rep) != nil {
@@ -252,6 +294,12 @@ func moveOne(ctx context.Context, t *testing.T, pair *Pair, w moveWorkload, last
 	if err := stepWorkload(ctx, g1, pid, dir, w.steps, w.steps); err != nil {
 		t.Fatal(err)
 	}
+	if w.stopped {
+		if err := g1.Signal(ctx, pid, 18); err != nil { // SIGCONT
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // let it run on the destination
+	}
 	if err := g1.Signal(ctx, pid, 12); err != nil { // SIGUSR2 (12 on powerpc too)
 		t.Fatal(err)
 	}
@@ -266,7 +314,7 @@ func moveOne(ctx context.Context, t *testing.T, pair *Pair, w moveWorkload, last
 		o, _ := g1.ReadFile(ctx, dir+"/output")
 		t.Errorf("%s on g1: %s\noutput:\n%s", w.name, first, o)
 	}
-	if want := fmt.Sprintf("progress=%d", 2*w.steps); !strings.Contains("\n"+string(res)+"\n", "\n"+want+"\n") {
+	if want := fmt.Sprintf("progress=%d", 2*w.steps); w.steps > 0 && !strings.Contains("\n"+string(res)+"\n", "\n"+want+"\n") {
 		t.Errorf("%s on g1: result has no line %q", w.name, want)
 	}
 }
@@ -317,6 +365,26 @@ func waitFile(ctx context.Context, g *Guest, path string, limit time.Duration) (
 			return nil, fmt.Errorf("%s: no %s after %v: %v", g.Name, path, limit, err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitState polls until pid's State in /proc/PID/status starts with state.
+func waitState(ctx context.Context, g *Guest, pid int, state string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		b, err := g.ReadFile(ctx, fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "State:"); ok && strings.HasPrefix(strings.TrimSpace(v), state) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: pid %d not in state %s after %v:\n%s", g.Name, pid, state, limit, firstLines(b, 4))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
