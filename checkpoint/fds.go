@@ -170,6 +170,14 @@ func Preflight(pid int) error {
 	if pid == os.Getpid() {
 		ue.Problems = append(ue.Problems, "it is this process")
 	}
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		if i := strings.LastIndexByte(string(st), ')'); i > 0 && i+2 < len(st) && st[i+2] == 'T' {
+			// Injecting into a group-stopped task does not work (each
+			// resume re-enters the group stop), and a SIGCONT would run
+			// its handlers: refuse it, untouched.
+			ue.Problems = append(ue.Problems, "it is stopped (SIGSTOP or a job-control stop): continue it (SIGCONT) first")
+		}
+	}
 	if len(ue.Fds) > 0 || len(ue.Problems) > 0 {
 		return ue
 	}

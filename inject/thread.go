@@ -21,6 +21,9 @@ type Thread struct {
 	// Held are the siginfos of those signals (128 bytes each), for an
 	// image: a task that is killed after its checkpoint must not lose them.
 	Held [][]byte
+	// GroupStopped: the thread was in a group-stop (SIGSTOP, SIGTSTP...)
+	// when frozen; a detach leaves it stopped again.
+	GroupStopped bool
 }
 
 // Thread returns a handle for tid, traced (or to be traced) by t.
@@ -54,7 +57,12 @@ func (th *Thread) Freeze() error {
 			switch {
 			case ws.Exited() || ws.Signaled():
 				return fmt.Errorf("freeze %d: %s: %w", th.TID, describe(ws), ErrGone)
-			case ws.Stopped() && ws.TrapCause() == ptraceEventStop:
+			case ws.Stopped() && int(ws)>>16 == ptraceEventStop:
+				// PTRACE_EVENT_STOP: our interrupt (SIGTRAP), or a
+				// group-stop (the task was stopped by SIGSTOP and
+				// friends): frozen either way. x/sys's TrapCause only
+				// decodes SIGTRAP stops, hence the shift.
+				th.GroupStopped = ws.StopSignal() != unix.SIGTRAP
 				return nil
 			case ws.Stopped():
 				// A signal-delivery stop: hold the signal back (it is

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -309,5 +310,62 @@ func TestTimeNamespaceKeepsClocks(t *testing.T) {
 	res, err := p.Finish(newPid)
 	if err != nil || !res.Passed() {
 		t.Fatalf("after the restore: %v %s", err, res.Status)
+	}
+}
+
+// A task stopped by SIGSTOP is refused before anything touches it (it
+// used to hang the freeze), stays stopped, and runs on after SIGCONT.
+func TestStoppedTaskRefused(t *testing.T) {
+	needRoot(t)
+	set := workload.Build(t)
+	for _, name := range []string{"simple", "threads"} {
+		t.Run(name, func(t *testing.T) {
+			p := set.Start(t, name, workload.Opts{})
+			pid, err := p.WaitReady()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.WaitProgress(2, 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Signal(pid, syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			waitState(t, pid, 'T')
+			var img bytes.Buffer
+			_, _, err = checkpoint.Dump(pid, &img, checkpoint.DumpOptions{})
+			if !errors.Is(err, checkpoint.ErrUnsupported) || !strings.Contains(err.Error(), "stopped") {
+				t.Fatalf("checkpoint of a stopped task: %v, want a refusal naming the stop", err)
+			}
+			waitState(t, pid, 'T')
+			before, _ := p.Progress()
+			if err := p.Signal(pid, syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.WaitProgress(before+2, 20*time.Second); err != nil {
+				t.Fatalf("no progress after SIGCONT: %v", err)
+			}
+			res, err := p.Finish(pid)
+			if err != nil || !res.Passed() {
+				t.Fatalf("after the refusal: %v %s", err, res.Status)
+			}
+		})
+	}
+}
+
+// waitState waits (bounded) until pid is in state c ('T': stopped).
+func waitState(t *testing.T, pid int, c byte) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+		if err == nil {
+			if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && b[i+2] == c {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d never reached state %c: %s", pid, c, b)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
