@@ -237,6 +237,10 @@ func (c *Cluster) shutdown(graceful bool, timeout time.Duration) error {
 				if e := c.ml.UpdateNode(timeout / 2); e != nil {
 					c.log.Warn("leave: announcing", "err", e)
 				}
+				// UpdateNode returns once the mark is queued, not once
+				// peers have it: give gossip a few rounds, so that the
+				// leave that follows is read as "left", not "failed".
+				time.Sleep(min(timeout/4, 500*time.Millisecond))
 			}
 			if e := c.ml.Leave(timeout / 2); e != nil {
 				err = fmt.Errorf("cluster leave: %w", e)
