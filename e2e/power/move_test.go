@@ -11,26 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// moveReport is the part of `migrated move --json` the test checks and logs.
-type moveReport struct {
-	MoveID       string  `json:"move_id"`
-	PID          int     `json:"pid"`
-	NewPID       int     `json:"new_pid"`
-	Host         string  `json:"host"`
-	DowntimeMs   float64 `json:"downtime_ms"`
-	TotalMs      float64 `json:"total_ms"`
-	Rounds       int     `json:"rounds"`
-	MemoryBytes  uint64  `json:"memory_bytes"`
-	WireBytes    uint64  `json:"wire_bytes"`
-	Tracker      string  `json:"tracker"`
-	Verdict      string  `json:"verdict"`
-	FreezeMs     float64 `json:"freeze_ms"`
-	FinalRoundMs float64 `json:"final_round_ms"`
-	CaptureMs    float64 `json:"capture_ms"`
-	PrepareMs    float64 `json:"prepare_ms"`
-}
+	"github.com/migrated/migrated/agent/move"
+)
 
 // moveWorkload is a self-checking workload (e2e/workload protocol) moved
 // from guest 0 to guest 1.
@@ -266,7 +249,7 @@ func moveOne(ctx context.Context, t *testing.T, pair *Pair, w moveWorkload, last
 		}
 		t.Fatalf("move after %v: %v\ng0 threads of %d:\n%s", moveTime.Round(time.Millisecond), err, pid, strings.Join(states, "\n"))
 	}
-	var rep moveReport
+	var rep move.Report
 	if err := json.Unmarshal(bytes.TrimSpace(out), &rep); err != nil && json.Unmarshal(lastLine(out), &rep) != nil {
 		t.Fatalf("move report: %v\n%s", err, out)
 	}
