@@ -110,11 +110,11 @@ func (p *Process) finish() error {
 		ths = append(ths, tb)
 		p.threads = ths // Kill must reap every thread made so far
 	}
-	if err := p.queueSignals(t.SharedPending, 0); err != nil {
+	if err := p.queueSignals(t.SharedPending, nil); err != nil {
 		return err
 	}
 	for _, tb := range ths {
-		if err := p.queueSignals(tb.img.Pending, int(tb.img.Tid)); err != nil {
+		if err := p.queueSignals(tb.img.Pending, tb); err != nil {
 			return err
 		}
 		if err := p.threadState(tb); err != nil {
@@ -132,6 +132,9 @@ func (p *Process) finish() error {
 		if err := p.restoreCreds(tb.in); err != nil {
 			return fmt.Errorf("thread %d: credentials: %w", tb.img.Tid, err)
 		}
+	}
+	if err := p.markVectorsUsed(ths); err != nil {
+		return err
 	}
 	p.unlinkDeleted()
 	// The scratch page goes last: nothing needs memory after it.
@@ -551,6 +554,12 @@ func (p *Process) setRegisters(tb *threadBuild) error {
 		if rs.NoteType == arch.NT_PRSTATUS {
 			continue
 		}
+		if rs.NoteType == arch.NT_386_TLS {
+			if err := setThreadAreas(tb.th, rs.Data); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := tb.th.SetRegset(rs.NoteType, rs.Data); err != nil {
 			return fmt.Errorf("register set %s: %w", rs.Name, err)
 		}
@@ -576,23 +585,30 @@ func (p *Process) Resume() error {
 }
 
 // queueSignals queues pending signals again, with their siginfo, from inside
-// the task (a process may queue any siginfo to itself). tid 0 queues to the
-// process, otherwise to that thread. Every signal is blocked while we
-// inject, so they wait for the resume.
-func (p *Process) queueSignals(sigs []*image.SigInfo, tid int) error {
+// the task (a process may queue any siginfo to itself), laid out for the
+// task's arch. A nil tb queues to the process, otherwise to that thread.
+// Every signal is blocked while we inject, so they wait for the resume.
+func (p *Process) queueSignals(sigs []*image.SigInfo, tb *threadBuild) error {
 	sc := p.sc()
 	for _, s := range sigs {
-		if len(s.Raw) != 128 || s.Signo <= 0 || s.Signo > 64 {
+		if len(s.Raw) != arch.SiginfoSize || s.Signo <= 0 || s.Signo > 64 {
 			return fmt.Errorf("%w: pending signal %d", ErrBadImage, s.Signo)
 		}
-		ptr, err := p.writeScratch(s.Raw)
+		raw, err := arch.SiginfoForTask(p.Arch, s.Raw)
+		if err != nil {
+			return fmt.Errorf("%w: pending signal %d: %v", ErrBadImage, s.Signo, err)
+		}
+		ptr, err := p.writeScratch(raw)
 		if err != nil {
 			return err
 		}
-		if tid == 0 {
+		if tb == nil {
 			_, err = p.call("rt_sigqueueinfo", sc.RtSigqueueinfo, uint64(p.PID), uint64(s.Signo), ptr)
 		} else {
-			_, err = p.call("rt_tgsigqueueinfo", sc.RtTgsigqueueinfo, uint64(p.PID), uint64(tid), uint64(s.Signo), ptr)
+			// The kernel lets only the thread itself queue a siginfo whose
+			// si_code claims the kernel or kill/tgkill as its sender
+			// (do_rt_tgsigqueueinfo): queue it from that thread.
+			_, err = tb.in.Call("rt_tgsigqueueinfo", sc.RtTgsigqueueinfo, uint64(p.PID), uint64(tb.img.Tid), uint64(s.Signo), ptr)
 		}
 		if err != nil {
 			return fmt.Errorf("queue signal %d: %w", s.Signo, err)

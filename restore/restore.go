@@ -211,6 +211,13 @@ func (p *Process) start() error {
 		return err
 	}
 	p.scratch = scratch
+	// The task's personality, before anything of it is mapped (the copy
+	// made below inherits it). The stub's own is what the kernel chose for
+	// its ELF: a 32-bit stub gets READ_IMPLIES_EXEC, which would add
+	// PROT_EXEC to every readable mapping of the restored task.
+	if _, err := in.Call("personality", sc.Personality, uint64(t.Personality)); err != nil {
+		return err
+	}
 
 	want = int(t.Header.Pid)
 	target := stubPID
