@@ -5,9 +5,12 @@ set -euo pipefail
 
 # gcc-multilib: the i386 workloads build (they run only where the kernel runs
 # i386 programs); qemu-user and the powerpc binutils: arch/powerpc's stub and
-# gadget tests run the generated code under qemu-user and disassemble it.
+# gadget tests run the generated code under qemu-user and disassemble it;
+# qemu-system-x86: e2e/x86guest runs the i386 tests in an x86_64 guest (this
+# kind of VM has IA-32 emulation off); the guest kernel is fetched by the test.
 pkgs=(gcc gcc-multilib libc6-dev python3 iproute2 util-linux protobuf-compiler cpio
-  qemu-user binutils-powerpc64le-linux-gnu binutils-powerpc64-linux-gnu binutils-powerpc-linux-gnu)
+  qemu-user binutils-powerpc64le-linux-gnu binutils-powerpc64-linux-gnu binutils-powerpc-linux-gnu
+  qemu-system-x86)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -58,6 +58,15 @@ func TestCheckpointRestore(t *testing.T) {
 		{"pause", "simple", []string{"--mode=pause"}, true},
 		{"threads", "threads", nil, false},
 		{"threads-static", "threads-static", nil, false},
+		{"fpthreads", "fpthreads", nil, false},
+		// i386 tasks: they skip where the kernel runs no i386 programs
+		// (this VM: IA-32 emulation off); e2e/x86guest runs them in a guest.
+		{"i386-busy", "simple-i386", []string{"--mode=busy"}, false},
+		{"i386-busy-static", "simple-i386-static", []string{"--mode=busy"}, false},
+		{"i386-pause", "simple-i386", []string{"--mode=pause"}, true},
+		{"i386-threads", "threads-i386", nil, false},
+		{"i386-fpthreads", "fpthreads-i386", nil, false},
+		{"i386-fpthreads-static", "fpthreads-i386-static", nil, false},
 		{"go", "gowork", nil, false},
 		{"python", "chain", nil, false},
 	}

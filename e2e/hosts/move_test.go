@@ -36,6 +36,7 @@ func TestMoveWorkloads(t *testing.T) {
 	}{
 		{"simple", "simple", []string{"--mode=busy"}},
 		{"threads", "threads", nil},
+		{"fpthreads", "fpthreads", nil},
 		{"go", "gowork", nil},
 		{"python", "chain", nil},
 		{"mixed-1GiB", "mixed", []string{"--size-mib=1024"}},

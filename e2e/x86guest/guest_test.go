@@ -47,3 +47,28 @@ func TestGuestRunsI386(t *testing.T) {
 		t.Fatalf("exit %d, console:\n%s", res.Exit, res.Console)
 	}
 }
+
+// TestScript runs $MIGRATED_X86GUEST_SCRIPT (sh) in the guest, with
+// $MIGRATED_X86GUEST_COPY (a host directory) copied to /tmp/copy: a tool for
+// looking into i386 behaviour by hand. It skips without the variable.
+func TestScript(t *testing.T) {
+	script := os.Getenv("MIGRATED_X86GUEST_SCRIPT")
+	if script == "" {
+		t.Skip("set MIGRATED_X86GUEST_SCRIPT to a shell script to run in the guest")
+	}
+	needGuest(t)
+	c := spec.Command{Argv: []string{"/bin/sh", "-c", script},
+		Env: []string{"PATH=" + os.Getenv("PATH")}}
+	if d := os.Getenv("MIGRATED_X86GUEST_COPY"); d != "" {
+		c.Copy = []spec.Copy{{From: d, To: "copy"}}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Config{Logf: t.Logf, Command: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Exit != 0 {
+		t.Errorf("exit %d", res.Exit)
+	}
+}

@@ -176,7 +176,15 @@ func enterHostRoot(copies []spec.Copy) error {
 			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err)
 		}
 	}
-	if err := unix.Chroot(root); err != nil {
+	// switch_root: the host's root becomes the root mount itself, so paths
+	// the kernel prints (/proc/PID/fd links, mountinfo) have no /host prefix.
+	if err := unix.Chdir(root); err != nil {
+		return err
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move the host's root to /: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
 		return err
 	}
 	return unix.Chdir("/")
