@@ -133,9 +133,6 @@ func (p *Process) finish() error {
 			return fmt.Errorf("thread %d: credentials: %w", tb.img.Tid, err)
 		}
 	}
-	if err := p.markVectorsUsed(ths); err != nil {
-		return err
-	}
 	p.unlinkDeleted()
 	// The scratch page goes last: nothing needs memory after it.
 	if _, err := p.call("munmap", sc.Munmap, p.scratch, p.PageSize); err != nil {
