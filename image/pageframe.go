@@ -174,6 +174,8 @@ type FrameEncoder struct {
 	zstd    *zstd.Encoder
 	payload []byte // the non-zero pages, gathered
 	comp    []byte
+	selComp []int32 // EncodeSplit's page selections
+	selRaw  []int32
 	runs    []PageRun
 	digest  *xxhash.Digest
 	zero    []byte // one zero page, for comparisons
@@ -206,22 +208,122 @@ func NewFrameEncoder(codec Codec) (*FrameEncoder, error) {
 // pages, len(indices) pages of 1<<pageShift bytes each. All-zero pages are
 // detected and sent as flags.
 func (e *FrameEncoder) Encode(dst []byte, round uint32, start uint64, pageShift uint8, indices []uint32, pages []byte) ([]byte, error) {
+	if err := checkEncode(start, pageShift, indices, pages); err != nil {
+		return dst, err
+	}
+	return e.encode(dst, round, start, pageShift, indices, pages, nil, e.codec)
+}
+
+// EncodeSplit is Encode for a compressing encoder, except that the pages
+// that look incompressible (see Incompressible) go into a frame of their
+// own, raw, appended after the frame of the others: the compressor then
+// never runs over random bytes it cannot shrink, and the receiver takes
+// them as they are. It returns dst and the number of frames appended (1 or
+// 2). With the raw codec it is Encode.
+func (e *FrameEncoder) EncodeSplit(dst []byte, round uint32, start uint64, pageShift uint8, indices []uint32, pages []byte) ([]byte, int, error) {
+	if err := checkEncode(start, pageShift, indices, pages); err != nil {
+		return dst, 0, err
+	}
+	if e.codec == CodecRaw {
+		out, err := e.encode(dst, round, start, pageShift, indices, pages, nil, CodecRaw)
+		return out, 1, err
+	}
+	ps := 1 << pageShift
+	e.selComp, e.selRaw = e.selComp[:0], e.selRaw[:0]
+	for i := range indices {
+		if Incompressible(pages[i*ps : (i+1)*ps]) {
+			e.selRaw = append(e.selRaw, int32(i))
+		} else {
+			e.selComp = append(e.selComp, int32(i))
+		}
+	}
+	switch {
+	case len(e.selRaw) == 0:
+		out, err := e.encode(dst, round, start, pageShift, indices, pages, nil, e.codec)
+		return out, 1, err
+	case len(e.selComp) == 0:
+		out, err := e.encode(dst, round, start, pageShift, indices, pages, nil, CodecRaw)
+		return out, 1, err
+	}
+	base := len(dst)
+	dst, err := e.encode(dst, round, start, pageShift, indices, pages, e.selComp, e.codec)
+	if err != nil {
+		return dst[:base], 0, err
+	}
+	dst, err = e.encode(dst, round, start, pageShift, indices, pages, e.selRaw, CodecRaw)
+	if err != nil {
+		return dst[:base], 0, err
+	}
+	return dst, 2, nil
+}
+
+// Incompressible guesses, from 256 of its bytes, whether a page is
+// random-looking data that no LZ compressor would shrink: random bytes show
+// about 162 distinct values in 256, text and program data (pointers, small
+// integers, code) far fewer. The sample is two runs of 128 bytes, at the
+// start and in the middle of the page: a few whole cache lines, which the
+// compressor or the copy that follows reads anyway (scattered samples cost
+// a memory fetch each). A page guessed wrong costs its compression, never
+// its contents.
+func Incompressible(page []byte) bool {
+	const run = 128
+	if len(page) < 2*run {
+		return false
+	}
+	var seen [4]uint64
+	for _, c := range page[:run] {
+		seen[c>>6] |= 1 << (c & 63)
+	}
+	mid := len(page) / 2
+	for _, c := range page[mid : mid+run] {
+		seen[c>>6] |= 1 << (c & 63)
+	}
+	n := bits.OnesCount64(seen[0]) + bits.OnesCount64(seen[1]) + bits.OnesCount64(seen[2]) + bits.OnesCount64(seen[3])
+	return n > 128
+}
+
+func checkEncode(start uint64, pageShift uint8, indices []uint32, pages []byte) error {
 	n := len(indices)
 	if pageShift < MinPageShift || pageShift > MaxPageShift {
-		return dst, fmt.Errorf("encode frame: page shift %d out of range", pageShift)
+		return fmt.Errorf("encode frame: page shift %d out of range", pageShift)
 	}
 	ps := 1 << pageShift
 	if n == 0 || n > MaxFramePages {
-		return dst, fmt.Errorf("encode frame: %d pages (want 1..%d)", n, MaxFramePages)
+		return fmt.Errorf("encode frame: %d pages (want 1..%d)", n, MaxFramePages)
 	}
 	if len(pages) != n*ps {
-		return dst, fmt.Errorf("encode frame: %d bytes for %d pages of %d", len(pages), n, ps)
+		return fmt.Errorf("encode frame: %d bytes for %d pages of %d", len(pages), n, ps)
 	}
-	e.runs = e.runs[:0]
-	for i, idx := range indices {
-		if i > 0 && idx <= indices[i-1] {
-			return dst, fmt.Errorf("encode frame: page indices not ascending at %d", i)
+	for i := 1; i < n; i++ {
+		if indices[i] <= indices[i-1] {
+			return fmt.Errorf("encode frame: page indices not ascending at %d", i)
 		}
+	}
+	last := PageRun{First: indices[n-1], Count: 1}
+	if _, of := addrEnd(start, last, pageShift); of {
+		return fmt.Errorf("encode frame: pages beyond the address space")
+	}
+	return nil
+}
+
+// encode appends one frame of the selected pages (sel: positions in
+// indices and pages, ascending; nil: all) compressed with codec, falling
+// back to raw when compression does not pay. The arguments are checked.
+func (e *FrameEncoder) encode(dst []byte, round uint32, start uint64, pageShift uint8, indices []uint32, pages []byte, sel []int32, codec Codec) ([]byte, error) {
+	n := len(indices)
+	if sel != nil {
+		n = len(sel)
+	}
+	at := func(k int) int {
+		if sel != nil {
+			return int(sel[k])
+		}
+		return k
+	}
+	ps := 1 << pageShift
+	e.runs = e.runs[:0]
+	for k := 0; k < n; k++ {
+		idx := indices[at(k)]
 		if l := len(e.runs); l > 0 && e.runs[l-1].First+e.runs[l-1].Count == idx {
 			e.runs[l-1].Count++
 			continue
@@ -230,10 +332,6 @@ func (e *FrameEncoder) Encode(dst []byte, round uint32, start uint64, pageShift 
 	}
 	if len(e.runs) > MaxFrameRuns {
 		return dst, fmt.Errorf("encode frame: %d runs (max %d)", len(e.runs), MaxFrameRuns)
-	}
-	last := e.runs[len(e.runs)-1]
-	if _, of := addrEnd(start, last, pageShift); of {
-		return dst, fmt.Errorf("encode frame: pages beyond the address space")
 	}
 	if len(e.zero) < ps {
 		e.zero = make([]byte, ps)
@@ -247,39 +345,57 @@ func (e *FrameEncoder) Encode(dst []byte, round uint32, start uint64, pageShift 
 	h := dst[base:]
 	clear(h)
 	bitmap := h[FrameHeaderSize+8*len(e.runs):]
-	e.payload = e.payload[:0]
-	for i := 0; i < n; i++ {
-		p := pages[i*ps : (i+1)*ps]
-		if bytes.Equal(p, zeroPage) {
-			bitmap[i>>3] |= 1 << (i & 7)
+	data := 0
+	for k := 0; k < n; k++ {
+		i := at(k)
+		if bytes.Equal(pages[i*ps:(i+1)*ps], zeroPage) {
+			bitmap[k>>3] |= 1 << (k & 7)
 			continue
 		}
-		e.payload = append(e.payload, p...)
+		data++
 	}
-	if len(e.payload) > MaxFramePayload {
-		return dst[:base], fmt.Errorf("encode frame: %d payload bytes (max %d)", len(e.payload), MaxFramePayload)
+	if data*ps > MaxFramePayload {
+		return dst[:base], fmt.Errorf("encode frame: %d payload bytes (max %d)", data*ps, MaxFramePayload)
+	}
+	// gather appends the non-zero selected pages to b.
+	gather := func(b []byte) []byte {
+		for k := 0; k < n; k++ {
+			if bitmap[k>>3]&(1<<(k&7)) != 0 {
+				continue
+			}
+			i := at(k)
+			b = append(b, pages[i*ps:(i+1)*ps]...)
+		}
+		return b
 	}
 
-	codec := CodecRaw
-	wire := e.payload
-	if len(e.payload) > 0 {
-		switch e.codec {
+	var payload, wire []byte
+	inPlace := false
+	if codec == CodecRaw || data == 0 {
+		// The pages go straight after the header: no scratch copy.
+		codec = CodecRaw
+		dst = gather(dst)
+		h = dst[base:]
+		payload = dst[base+hdrLen:]
+		wire, inPlace = payload, true
+	} else {
+		e.payload = gather(e.payload[:0])
+		payload = e.payload
+		switch codec {
 		case CodecS2:
-			if m := s2.MaxEncodedLen(len(e.payload)); cap(e.comp) < m {
+			if m := s2.MaxEncodedLen(len(payload)); cap(e.comp) < m {
 				e.comp = make([]byte, m)
 			}
-			e.comp = s2.Encode(e.comp[:cap(e.comp)], e.payload)
-			codec = CodecS2
+			e.comp = s2.Encode(e.comp[:cap(e.comp)], payload)
 		case CodecZstd:
-			e.comp = e.zstd.EncodeAll(e.payload, e.comp[:0])
-			codec = CodecZstd
+			e.comp = e.zstd.EncodeAll(payload, e.comp[:0])
 		}
 		// Compression pays when it saves at least 1/32 of the bytes;
 		// otherwise the receiver's decompression would be wasted work.
-		if codec != CodecRaw && len(e.comp) < len(e.payload)-len(e.payload)/32 {
+		if len(e.comp) < len(payload)-len(payload)/32 {
 			wire = e.comp
 		} else {
-			codec = CodecRaw
+			codec, wire = CodecRaw, payload
 		}
 	}
 
@@ -296,9 +412,12 @@ func (e *FrameEncoder) Encode(dst []byte, round uint32, start uint64, pageShift 
 		binary.LittleEndian.PutUint32(h[FrameHeaderSize+8*i:], r.First)
 		binary.LittleEndian.PutUint32(h[FrameHeaderSize+8*i+4:], r.Count)
 	}
-	sum := frameSum(e.digest, h[:hdrLen], e.payload)
+	sum := frameSum(e.digest, h[:hdrLen], payload)
 	binary.LittleEndian.PutUint64(h[28:], sum)
-	return append(dst, wire...), nil
+	if inPlace {
+		return dst, nil
+	}
+	return append(dst[:base+hdrLen], wire...), nil
 }
 
 // Close releases the encoder's compression state.

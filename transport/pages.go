@@ -34,6 +34,23 @@ type PageSink interface {
 	ZeroPages(round uint32, addr uint64, size int) error
 }
 
+// Extent is a stretch of whole pages at Addr, contiguous in memory.
+type Extent struct {
+	Addr uint64
+	Data []byte
+}
+
+// VectorPageSink is a PageSink that can take all the data extents of a
+// frame in one call (one process_vm_writev instead of one per extent: the
+// mixed pages of a real task give extents of a few pages each). When the
+// sink implements it, the receiver calls WriteExtents instead of
+// WritePages; the extents are disjoint and ascending, and valid only during
+// the call.
+type VectorPageSink interface {
+	PageSink
+	WriteExtents(round uint32, ext []Extent) error
+}
+
 // RoundStats counts the pages of one round (or of all rounds).
 type RoundStats struct {
 	Frames      uint64
@@ -369,11 +386,14 @@ func (p *pageSender) encodeLoop(enc *image.FrameEncoder) {
 			job.batch.done(p.s.Err())
 			return
 		}
+		// Random-looking pages travel in a raw frame of their own, behind
+		// the compressed frame of the rest (one or two frames per job).
 		var err error
-		fr.buf, err = enc.Encode(fr.buf[:0], job.round, job.start, job.shift, job.indices, job.pages)
+		var frames int
+		fr.buf, frames, err = enc.EncodeSplit(fr.buf[:0], job.round, job.start, job.shift, job.indices, job.pages)
 		n := uint64(len(job.indices))
 		fr.round = job.round
-		fr.stats = RoundStats{Frames: 1, Pages: n, MemoryBytes: n << job.shift, WireBytes: uint64(len(fr.buf))}
+		fr.stats = RoundStats{Frames: uint64(frames), Pages: n, MemoryBytes: n << job.shift, WireBytes: uint64(len(fr.buf))}
 		if err != nil {
 			p.free <- fr
 			p.addPending(-1)
@@ -530,6 +550,8 @@ type pageReceiver struct {
 
 	applyMu sync.Mutex
 	rounds  map[uint8]*roundTable
+	vsink   VectorPageSink // sink, when it takes extents at once
+	ext     []Extent       // apply's extents of one frame
 	stats   statsTable
 
 	waitMu  sync.Mutex
@@ -539,6 +561,7 @@ type pageReceiver struct {
 func newPageReceiver(s *Session, sink PageSink) *pageReceiver {
 	o := &s.t.opts
 	r := &pageReceiver{s: s, sink: sink, rounds: map[uint8]*roundTable{}}
+	r.vsink, _ = sink.(VectorPageSink)
 	r.raw = make(chan *inFrame, o.QueueFrames)
 	nbuf := o.DecodeWorkers + o.QueueFrames + o.PageConns*o.StreamsPerConn
 	r.free = make(chan *inFrame, nbuf)
@@ -572,7 +595,14 @@ func (r *pageReceiver) acceptStreams(c *quic.Conn) {
 }
 
 func (r *pageReceiver) readLoop(st *quic.ReceiveStream) {
-	defer st.CancelRead(0)
+	defer func() {
+		// Once the session has ended, its connections are closed with the
+		// reason: a STOP_SENDING sent first would reach the sender as a
+		// broken stream instead.
+		if r.s.Err() == nil {
+			st.CancelRead(0)
+		}
+	}()
 	for {
 		var fr *inFrame
 		select {
@@ -644,6 +674,7 @@ func (r *pageReceiver) apply(f *image.Frame) (RoundStats, error) {
 		r.rounds[f.PageShift] = tab
 	}
 	ps := 1 << f.PageShift
+	r.ext = r.ext[:0]
 	err := f.Extents(func(addr uint64, n int, data []byte) error {
 		if data == nil {
 			st.ZeroPages += uint64(n)
@@ -652,6 +683,10 @@ func (r *pageReceiver) apply(f *image.Frame) (RoundStats, error) {
 			a := addr + uint64(from*ps)
 			if data == nil {
 				return r.sink.ZeroPages(f.Round, a, (to-from)*ps)
+			}
+			if r.vsink != nil {
+				r.ext = append(r.ext, Extent{Addr: a, Data: data[from*ps : to*ps]})
+				return nil
 			}
 			return r.sink.WritePages(f.Round, a, data[from*ps:to*ps])
 		}
@@ -676,6 +711,10 @@ func (r *pageReceiver) apply(f *image.Frame) (RoundStats, error) {
 		}
 		return nil
 	})
+	if err == nil && len(r.ext) > 0 {
+		err = r.vsink.WriteExtents(f.Round, r.ext)
+	}
+	clear(r.ext)
 	return st, err
 }
 

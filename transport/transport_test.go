@@ -275,6 +275,38 @@ func (m *memSink) WritePages(round uint32, addr uint64, data []byte) error {
 	return nil
 }
 
+// vecSink is a memSink that takes a frame's extents at once
+// (VectorPageSink), and checks that they are disjoint and ascending.
+type vecSink struct {
+	*memSink
+	calls int
+}
+
+func (v *vecSink) WriteExtents(round uint32, ext []Extent) error {
+	v.calls++
+	for i, e := range ext {
+		if len(e.Data) == 0 || len(e.Data)%4096 != 0 {
+			return fmt.Errorf("extent %d: %d bytes", i, len(e.Data))
+		}
+		if i > 0 && e.Addr < ext[i-1].Addr+uint64(len(ext[i-1].Data)) {
+			return fmt.Errorf("extent %d at %#x overlaps or precedes the one before", i, e.Addr)
+		}
+		if err := v.WritePages(round, e.Addr, e.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sinkKinds are the two ways the receiver hands pages over.
+var sinkKinds = []struct {
+	name string
+	make func(*memSink) PageSink
+}{
+	{"per-extent", func(m *memSink) PageSink { return m }},
+	{"vector", func(m *memSink) PageSink { return &vecSink{memSink: m} }},
+}
+
 func (m *memSink) ZeroPages(round uint32, addr uint64, size int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -339,58 +371,62 @@ func indices(first uint32, n int) []uint32 {
 
 func TestPagesEveryCodec(t *testing.T) {
 	for _, codec := range []string{"s2", "zstd", "raw"} {
-		t.Run(codec, func(t *testing.T) {
-			o := Options{Secret: secretA, Codec: codec, FramePages: 64}
-			src, dst := newTransport(t, o), newTransport(t, o)
-			ss, ds := connect(t, src, dst)
-			sink := newMemSink()
-			if err := ds.ReceivePages(sink); err != nil {
+		for _, sk := range sinkKinds {
+			t.Run(codec+"/"+sk.name, func(t *testing.T) { testPagesCodec(t, codec, sk.make) })
+		}
+	}
+}
+
+func testPagesCodec(t *testing.T, codec string, mk func(*memSink) PageSink) {
+	o := Options{Secret: secretA, Codec: codec, FramePages: 64}
+	src, dst := newTransport(t, o), newTransport(t, o)
+	ss, ds := connect(t, src, dst)
+	sink := newMemSink()
+	if err := ds.ReceivePages(mk(sink)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 1000
+	pages := mixedPages(n, 1)
+	vmas := []uint64{0x400000, 0x7f0000000000}
+	for _, start := range vmas {
+		for i := 0; i < n; i += 300 {
+			j := min(i+300, n)
+			if err := ss.SendPages(ctx, PageBatch{Round: 0, Start: start, Indices: indices(uint32(i), j-i), Pages: pages[i*4096 : j*4096]}); err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			const n = 1000
-			pages := mixedPages(n, 1)
-			vmas := []uint64{0x400000, 0x7f0000000000}
-			for _, start := range vmas {
-				for i := 0; i < n; i += 300 {
-					j := min(i+300, n)
-					if err := ss.SendPages(ctx, PageBatch{Round: 0, Start: start, Indices: indices(uint32(i), j-i), Pages: pages[i*4096 : j*4096]}); err != nil {
-						t.Fatal(err)
-					}
-				}
+		}
+	}
+	if err := ss.FlushPages(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sent := ss.SentStats(0)
+	if err := ds.WaitRound(ctx, 0, sent.Frames); err != nil {
+		t.Fatal(err)
+	}
+	got := ds.ReceivedStats(0)
+	if got.Pages != 2*n || sent.Pages != 2*n || got.WireBytes != sent.WireBytes || got.MemoryBytes != 2*n*4096 {
+		t.Fatalf("stats: sent %+v received %+v", sent, got)
+	}
+	// Zero pages alone bring raw to 0.75; compressed text lower.
+	if codec != "raw" && got.WireBytes > got.MemoryBytes*65/100 {
+		t.Errorf("%s: %d wire bytes for %d memory bytes", codec, got.WireBytes, got.MemoryBytes)
+	}
+	for _, start := range vmas {
+		for i := 0; i < n; i++ {
+			want := pages[i*4096 : (i+1)*4096]
+			p, ok := sink.pages[start+uint64(i)*4096]
+			if !ok {
+				t.Fatalf("page %d of %#x missing", i, start)
 			}
-			if err := ss.FlushPages(ctx); err != nil {
-				t.Fatal(err)
+			if p == nil {
+				p = make([]byte, 4096)
 			}
-			sent := ss.SentStats(0)
-			if err := ds.WaitRound(ctx, 0, sent.Frames); err != nil {
-				t.Fatal(err)
+			if !bytes.Equal(p, want) {
+				t.Fatalf("page %d of %#x differs", i, start)
 			}
-			got := ds.ReceivedStats(0)
-			if got.Pages != 2*n || sent.Pages != 2*n || got.WireBytes != sent.WireBytes || got.MemoryBytes != 2*n*4096 {
-				t.Fatalf("stats: sent %+v received %+v", sent, got)
-			}
-			// Zero pages alone bring raw to 0.75; compressed text lower.
-			if codec != "raw" && got.WireBytes > got.MemoryBytes*65/100 {
-				t.Errorf("%s: %d wire bytes for %d memory bytes", codec, got.WireBytes, got.MemoryBytes)
-			}
-			for _, start := range vmas {
-				for i := 0; i < n; i++ {
-					want := pages[i*4096 : (i+1)*4096]
-					p, ok := sink.pages[start+uint64(i)*4096]
-					if !ok {
-						t.Fatalf("page %d of %#x missing", i, start)
-					}
-					if p == nil {
-						p = make([]byte, 4096)
-					}
-					if !bytes.Equal(p, want) {
-						t.Fatalf("page %d of %#x differs", i, start)
-					}
-				}
-			}
-		})
+		}
 	}
 }
 
@@ -408,56 +444,58 @@ func TestPagesRoundsOutOfOrder(t *testing.T) {
 		{"duplicates", []uint32{1, 0, 1, 2, 2, 0, 1}, 1},
 		{"scrambled over connections", []uint32{2, 0, 1, 0, 2, 1, 0}, 4},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			o := Options{Secret: secretA, PageConns: tc.conns, FramePages: 8}
-			src, dst := newTransport(t, o), newTransport(t, o)
-			ss, ds := connect(t, src, dst)
-			sink := newMemSink()
-			ds.ReceivePages(sink)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			const start = 0x10000000
-			// Round r sends pages [0, 64-16r), so each round rewrites
-			// fewer pages; round 2 makes its pages zero.
-			content := func(r uint32, n int) []byte {
-				if r == 2 {
-					return make([]byte, n*4096)
+		for _, sk := range sinkKinds {
+			t.Run(tc.name+"/"+sk.name, func(t *testing.T) {
+				o := Options{Secret: secretA, PageConns: tc.conns, FramePages: 8}
+				src, dst := newTransport(t, o), newTransport(t, o)
+				ss, ds := connect(t, src, dst)
+				sink := newMemSink()
+				ds.ReceivePages(sk.make(sink))
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				const start = 0x10000000
+				// Round r sends pages [0, 64-16r), so each round rewrites
+				// fewer pages; round 2 makes its pages zero.
+				content := func(r uint32, n int) []byte {
+					if r == 2 {
+						return make([]byte, n*4096)
+					}
+					return mixedPages(n, uint64(10+r))
 				}
-				return mixedPages(n, uint64(10+r))
-			}
-			latest := map[uint32]bool{}
-			for _, r := range tc.order {
-				n := 64 - 16*int(r)
-				if err := ss.SendPages(ctx, PageBatch{Round: r, Start: start, Indices: indices(0, n), Pages: content(r, n)}); err != nil {
+				latest := map[uint32]bool{}
+				for _, r := range tc.order {
+					n := 64 - 16*int(r)
+					if err := ss.SendPages(ctx, PageBatch{Round: r, Start: start, Indices: indices(0, n), Pages: content(r, n)}); err != nil {
+						t.Fatal(err)
+					}
+					latest[r] = true
+				}
+				if err := ss.FlushPages(ctx); err != nil {
 					t.Fatal(err)
 				}
-				latest[r] = true
-			}
-			if err := ss.FlushPages(ctx); err != nil {
-				t.Fatal(err)
-			}
-			for r := range latest {
-				if err := ds.WaitRound(ctx, r, ss.SentStats(r).Frames); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for i := 0; i < 64; i++ {
-				var r uint32
-				for cand := range latest {
-					if i < 64-16*int(cand) && cand >= r {
-						r = cand
+				for r := range latest {
+					if err := ds.WaitRound(ctx, r, ss.SentStats(r).Frames); err != nil {
+						t.Fatal(err)
 					}
 				}
-				want := content(r, 64-16*int(r))[i*4096 : (i+1)*4096]
-				got := sink.pages[start+uint64(i)*4096]
-				if got == nil {
-					got = make([]byte, 4096)
+				for i := 0; i < 64; i++ {
+					var r uint32
+					for cand := range latest {
+						if i < 64-16*int(cand) && cand >= r {
+							r = cand
+						}
+					}
+					want := content(r, 64-16*int(r))[i*4096 : (i+1)*4096]
+					got := sink.pages[start+uint64(i)*4096]
+					if got == nil {
+						got = make([]byte, 4096)
+					}
+					if !bytes.Equal(got, want) || sink.round[start+uint64(i)*4096] != r {
+						t.Fatalf("page %d: round %d contents, want round %d", i, sink.round[start+uint64(i)*4096], r)
+					}
 				}
-				if !bytes.Equal(got, want) || sink.round[start+uint64(i)*4096] != r {
-					t.Fatalf("page %d: round %d contents, want round %d", i, sink.round[start+uint64(i)*4096], r)
-				}
-			}
-		})
+			})
+		}
 	}
 }
 
