@@ -11,6 +11,13 @@ type ControllerConfig struct {
 	// DowntimeLimit: switch over once what remains can be sent in this
 	// long at the measured bandwidth (QEMU's downtime-limit). 300 ms.
 	DowntimeLimit time.Duration
+	// SettleDowntime: once the rest fits in DowntimeLimit, pre-copy still
+	// goes on while the last round at least halved what remains (the task
+	// dirties memory far slower than the link drains it, so one more round
+	// costs little time and cuts the downtime by as much), until the rest
+	// fits in SettleDowntime. DowntimeLimit/20 (15 ms); a value at or above
+	// DowntimeLimit turns it off (QEMU's rule alone).
+	SettleDowntime time.Duration
 	// MaxRounds caps the rounds after round 0. 30.
 	MaxRounds int
 	// MinImprovement and StallRounds: a round "shrinks" when what remains
@@ -53,8 +60,8 @@ type Observation struct {
 	// (the pages written during the previous round, new mappings whole).
 	RemainingPages uint64
 	RemainingBytes uint64
-	// SentBytes is what the previous round sent, and Bandwidth the rate it
-	// was sent at (bytes/s; 0 when unknown).
+	// SentBytes is what the previous round sent (0: unknown), and
+	// Bandwidth the rate it was sent at (bytes/s; 0 when unknown).
 	SentBytes uint64
 	Bandwidth float64
 	// Elapsed is the time since pre-copy began.
@@ -84,6 +91,7 @@ type Reason string
 
 const (
 	ReasonShrinking     Reason = "shrinking"      // continue: rounds still shrink
+	ReasonSettling      Reason = "settling"       // continue: the rest fits, but rounds still halve (SettleDowntime)
 	ReasonThrottled     Reason = "throttled"      // continue: the task was throttled harder
 	ReasonConverged     Reason = "converged"      // switch: the rest fits in the downtime limit
 	ReasonRoundCap      Reason = "round-cap"      // switch: MaxRounds reached
@@ -120,6 +128,9 @@ func NewController(cfg ControllerConfig) *Controller {
 	def := DefaultControllerConfig()
 	if cfg.DowntimeLimit <= 0 {
 		cfg.DowntimeLimit = def.DowntimeLimit
+	}
+	if cfg.SettleDowntime <= 0 {
+		cfg.SettleDowntime = cfg.DowntimeLimit / 20
 	}
 	if cfg.MaxRounds <= 0 {
 		cfg.MaxRounds = def.MaxRounds
@@ -171,7 +182,13 @@ func (c *Controller) Decide(o Observation) Decision {
 		d.Action, d.Reason, d.Throttle = SwitchOver, r, c.throttle
 		return d
 	}
+	capped := o.Round >= c.cfg.MaxRounds || (c.cfg.MaxTime > 0 && o.Elapsed >= c.cfg.MaxTime)
 	if d.Converged {
+		halved := o.SentBytes > 0 && o.RemainingBytes <= o.SentBytes/2
+		if !capped && halved && d.EstimatedDowntime > c.cfg.SettleDowntime {
+			d.Action, d.Reason, d.Throttle = Continue, ReasonSettling, c.throttle
+			return d
+		}
 		return switchOver(ReasonConverged)
 	}
 	if o.Round >= c.cfg.MaxRounds {

@@ -10,6 +10,7 @@ func TestControllerDecisions(t *testing.T) {
 	const MB = 1_000_000
 	type step struct {
 		remaining uint64
+		sent      uint64 // what the round before sent (0: unknown)
 		bw        float64
 		elapsed   time.Duration
 		action    Action
@@ -55,6 +56,19 @@ func TestControllerDecisions(t *testing.T) {
 			{remaining: 88 * MB, bw: 10 * MB, action: Continue, reason: ReasonShrinking},
 			{remaining: 88 * MB, bw: 10 * MB, action: SwitchOver, reason: ReasonNotConverging},
 		}},
+		{"converged, but rounds still halve: settle", ControllerConfig{}, []step{
+			{remaining: 24 * MB, sent: 1000 * MB, bw: 180 * MB, action: Continue, reason: ReasonSettling},
+			{remaining: 1 * MB, sent: 24 * MB, bw: 180 * MB, action: SwitchOver, reason: ReasonConverged},
+		}},
+		{"converged and not halving: switch", ControllerConfig{}, []step{
+			{remaining: 24 * MB, sent: 40 * MB, bw: 180 * MB, action: SwitchOver, reason: ReasonConverged},
+		}},
+		{"settling ends at the round cap", ControllerConfig{MaxRounds: 1}, []step{
+			{remaining: 24 * MB, sent: 1000 * MB, bw: 180 * MB, action: SwitchOver, reason: ReasonConverged},
+		}},
+		{"settling off", ControllerConfig{SettleDowntime: time.Second}, []step{
+			{remaining: 24 * MB, sent: 1000 * MB, bw: 180 * MB, action: SwitchOver, reason: ReasonConverged},
+		}},
 		{"round cap", ControllerConfig{MaxRounds: 2}, []step{
 			{remaining: 100 * MB, bw: 10 * MB, action: Continue, reason: ReasonShrinking},
 			{remaining: 50 * MB, bw: 10 * MB, action: SwitchOver, reason: ReasonRoundCap},
@@ -81,12 +95,12 @@ func TestControllerDecisions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := NewController(tt.cfg)
 			for i, st := range tt.steps {
-				d := c.Decide(Observation{Round: i + 1, RemainingBytes: st.remaining, Bandwidth: st.bw, Elapsed: st.elapsed})
+				d := c.Decide(Observation{Round: i + 1, RemainingBytes: st.remaining, SentBytes: st.sent, Bandwidth: st.bw, Elapsed: st.elapsed})
 				if d.Action != st.action || d.Reason != st.reason || math.Abs(d.Throttle-st.throttle) > 1e-9 {
 					t.Fatalf("round %d (remaining %d, bw %.0f): got %s/%s throttle %.2f, want %s/%s throttle %.2f",
 						i+1, st.remaining, st.bw, d.Action, d.Reason, d.Throttle, st.action, st.reason, st.throttle)
 				}
-				if d.Converged != (st.reason == ReasonConverged) {
+				if d.Converged != (st.reason == ReasonConverged || st.reason == ReasonSettling) {
 					t.Fatalf("round %d: Converged %v with reason %s", i+1, d.Converged, d.Reason)
 				}
 			}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
 	"github.com/migrated/migrated/checkpoint"
 	"github.com/migrated/migrated/image"
+	"golang.org/x/sys/unix"
 )
 
 // Sink receives what pre-copy sends. The move implements it on top of the
@@ -80,6 +82,9 @@ type Options struct {
 	Progress func(Progress)
 	// NewThrottle makes the throttle for auto-converge (nil: NewThrottle).
 	NewThrottle func(pid int) Throttle
+	// Log receives one debug line per round (its collection and sending
+	// times, for a time line of a move). Nil: no logging.
+	Log *slog.Logger
 }
 
 // Session is pre-copy of one task: armed tracking, the layout the
@@ -130,6 +135,9 @@ func Run(ctx context.Context, pid int, sink Sink, opts Options) (*Session, error
 
 func start(pid int, sink Sink, opts Options) (*Session, error) {
 	s := &Session{pid: pid, sink: sink, opts: opts, pageSize: opts.PageSize, ctl: NewController(opts.Controller)}
+	if s.opts.Log == nil {
+		s.opts.Log = slog.New(slog.DiscardHandler)
+	}
 	if s.pageSize == 0 {
 		s.pageSize = uint64(os.Getpagesize())
 	}
@@ -222,9 +230,25 @@ func (s *Session) loop(ctx context.Context) error {
 			return err
 		}
 		st.Sync, st.Decision = syncTime, dec
+		s.logRound(st)
 		s.rounds = append(s.rounds, *st)
 		s.round++
 	}
+}
+
+func (s *Session) logRound(st *RoundStats) {
+	s.opts.Log.Debug("pre-copy round", "round", st.Round, "final", st.Final, "pages", st.Pages, "zero_pages", st.ZeroPages,
+		"sync_ms", st.Sync.Seconds()*1e3, "send_ms", st.Send.Seconds()*1e3, "bandwidth_MBps", st.Bandwidth/1e6,
+		"reason", st.Decision.Reason, "mono_ms", MonotonicMs())
+}
+
+// MonotonicMs is CLOCK_MONOTONIC in milliseconds: the clock the benchmark
+// workload stamps its heartbeat gaps with, so that log lines and gaps can be
+// put on one time line.
+func MonotonicMs() float64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return float64(ts.Sec)*1e3 + float64(ts.Nsec)/1e6
 }
 
 func (s *Session) report(remaining uint64, dirtyRate float64, d Decision) {
@@ -474,6 +498,7 @@ func (s *Session) Final(ctx context.Context) (*RoundStats, error) {
 		return nil, err
 	}
 	st.Sync = syncTime
+	s.logRound(st)
 	s.rounds = append(s.rounds, *st)
 	s.round++
 	return st, nil
