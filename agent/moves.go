@@ -102,11 +102,14 @@ func startMover(ctx context.Context, a *Agent) (func(context.Context) error, err
 			go func() {
 				defer wg.Done()
 				defer s.Close()
+				cost := startMoveCost(a.Logger(), "destination")
+				defer cost.end()
 				err := move.Serve(actx, s, move.DestinationOptions{
 					Caps:               a.Caps(),
 					Outcomes:           &m.outcomes,
 					FailBeforePrepared: os.Getenv(FailBeforePreparedEnv) == "1",
 					RunningDelay:       runningDelay,
+					Cutover:            BoostForCutover,
 					Log:                a.Logger().With("role", "destination"),
 				})
 				if err != nil {
@@ -283,6 +286,8 @@ func postMove(a *Agent, w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
 	st.State = "pre-copy"
 	m.mu.Unlock()
+	cost := startMoveCost(a.Logger(), "source")
+	defer cost.end()
 	rep, err := move.Source(ctx, s, req.PID, move.SourceOptions{
 		Host:       req.Host,
 		Controller: ctl,
@@ -295,6 +300,7 @@ func postMove(a *Agent, w http.ResponseWriter, r *http.Request) {
 		},
 		Redial:      dial,
 		AllowNewIDs: req.AllowNewPID,
+		Cutover:     BoostForCutover,
 		Log:         a.Logger().With("role", "source", "pid", req.PID),
 	})
 	if err != nil {

@@ -1673,6 +1673,9 @@ type Thread struct {
 	Rseq          *Rseq                  `protobuf:"bytes,8,opt,name=rseq,proto3" json:"rseq,omitempty"`
 	Pending       []*SigInfo             `protobuf:"bytes,9,rep,name=pending,proto3" json:"pending,omitempty"`
 	Comm          string                 `protobuf:"bytes,10,opt,name=comm,proto3" json:"comm,omitempty"`
+	// nice is the thread's scheduling niceness (-20..19): a restored thread
+	// would otherwise inherit its restorer's (an agent runs niced).
+	Nice          int32 `protobuf:"varint,11,opt,name=nice,proto3" json:"nice,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1775,6 +1778,13 @@ func (x *Thread) GetComm() string {
 		return x.Comm
 	}
 	return ""
+}
+
+func (x *Thread) GetNice() int32 {
+	if x != nil {
+		return x.Nice
+	}
+	return 0
 }
 
 type SigAction struct {
@@ -3642,7 +3652,7 @@ const file_image_proto_rawDesc = "" +
 	"\x05flags\x18\x04 \x01(\rR\x05flags\"1\n" +
 	"\aSigInfo\x12\x14\n" +
 	"\x05signo\x18\x01 \x01(\x05R\x05signo\x12\x10\n" +
-	"\x03raw\x18\x02 \x01(\fR\x03raw\"\xae\x03\n" +
+	"\x03raw\x18\x02 \x01(\fR\x03raw\"\xc2\x03\n" +
 	"\x06Thread\x12\x10\n" +
 	"\x03tid\x18\x01 \x01(\x05R\x03tid\x123\n" +
 	"\aregsets\x18\x02 \x03(\v2\x19.migrated.image.v1.RegsetR\aregsets\x12(\n" +
@@ -3655,7 +3665,8 @@ const file_image_proto_rawDesc = "" +
 	"\x04rseq\x18\b \x01(\v2\x17.migrated.image.v1.RseqR\x04rseq\x124\n" +
 	"\apending\x18\t \x03(\v2\x1a.migrated.image.v1.SigInfoR\apending\x12\x12\n" +
 	"\x04comm\x18\n" +
-	" \x01(\tR\x04comm\"\x81\x01\n" +
+	" \x01(\tR\x04comm\x12\x12\n" +
+	"\x04nice\x18\v \x01(\x05R\x04nice\"\x81\x01\n" +
 	"\tSigAction\x12\x14\n" +
 	"\x05signo\x18\x01 \x01(\x05R\x05signo\x12\x18\n" +
 	"\ahandler\x18\x02 \x01(\x04R\ahandler\x12\x14\n" +

@@ -62,6 +62,11 @@ type DestinationOptions struct {
 	Log          *slog.Logger
 	// OnRunning is told the new PID once the task runs here.
 	OnRunning func(moveID string, pid int)
+	// Cutover, when set, is called when the first round after round 0
+	// begins (the small rounds and the cutover, when the task's downtime
+	// waits on this side); the function it returns is called when the
+	// move ends.
+	Cutover func() (end func())
 }
 
 // pidInUse tells whether a PID or TID exists in this PID namespace.
@@ -96,6 +101,11 @@ func Serve(ctx context.Context, s *transport.Session, opts DestinationOptions) e
 		return fmt.Errorf("%w: expected Hello, got %T", transport.ErrProtocol, msg.Msg)
 	}
 	d := &destination{ctx: ctx, s: s, opts: opts, id: hello.MoveId, log: log.With("move", hello.MoveId)}
+	defer func() {
+		if d.endCutover != nil {
+			d.endCutover()
+		}
+	}()
 	err = d.run()
 	// Let the last message reach the source before the session closes:
 	// wait (bounded) for the source to hang up first.
@@ -126,7 +136,9 @@ type destination struct {
 	resumed bool
 	// freshAnon are this round's fresh ranges of anonymous memory: a zero
 	// page there is zero already.
-	freshAnon [][2]uint64
+	freshAnon  [][2]uint64
+	ext        extentWriter
+	endCutover func()
 }
 
 // fail removes the half-built process first, then tells the source: once
@@ -176,6 +188,7 @@ func (d *destination) run() error {
 				return err
 			}
 			st := d.s.ReceivedStats(rd.Round)
+			phase(d.log, "round applied", "round", rd.Round, "pages", st.Pages)
 			if err := d.s.Send(&image.Control{Msg: &image.Control_RoundAck{RoundAck: &image.RoundAck{Round: rd.Round, PagesWritten: st.Pages}}}); err != nil {
 				return err
 			}
@@ -191,6 +204,10 @@ func (d *destination) run() error {
 
 func (d *destination) layout(l *image.Layout) error {
 	d.round = l.Round
+	phase(d.log, "layout", "round", l.Round)
+	if l.Round >= 1 && d.endCutover == nil && d.opts.Cutover != nil {
+		d.endCutover = d.opts.Cutover()
+	}
 	if d.proc == nil {
 		skel := &image.Task{Header: d.m.Header, Vmas: l.Vmas}
 		for _, tid := range d.m.Tids {
@@ -201,10 +218,13 @@ func (d *destination) layout(l *image.Layout) error {
 			return err
 		}
 		d.proc = p
+		phase(d.log, "stub started")
 	}
 	if err := d.proc.ApplyLayout(l.Vmas, l.Fresh); err != nil {
 		return err
 	}
+	d.ext.setLayout(l.Vmas)
+	phase(d.log, "layout applied", "round", l.Round)
 	d.freshAnon = d.freshAnon[:0]
 	for _, v := range l.Vmas {
 		anon := v.Kind == image.VMAKind_VMA_ANON_PRIVATE || v.Kind == image.VMAKind_VMA_HEAP || v.Kind == image.VMAKind_VMA_STACK
@@ -227,6 +247,14 @@ func (d *destination) WritePages(round uint32, addr uint64, data []byte) error {
 		return fmt.Errorf("%w: pages before the first layout", transport.ErrProtocol)
 	}
 	return d.proc.WriteAt(addr, data)
+}
+
+// WriteExtents implements transport.VectorPageSink.
+func (d *destination) WriteExtents(round uint32, ext []transport.Extent) error {
+	if d.proc == nil {
+		return fmt.Errorf("%w: pages before the first layout", transport.ErrProtocol)
+	}
+	return d.ext.write(d.proc.PID, ext, d.proc.WriteAt)
 }
 
 // ZeroPages implements transport.PageSink.
@@ -263,12 +291,19 @@ func (d *destination) final(t *image.Task) error {
 		_ = d.s.Send(&image.Control{Msg: &image.Control_Failed{Failed: &image.Failed{MoveId: d.id, Reasons: reasons}}})
 		return fmt.Errorf("%w at the cutover: %s", ErrRejected, compat.NewReport(v).String())
 	}
+	phase(d.log, "final state")
 	d.proc.Task = t
 	if err := d.proc.ApplyLayout(t.Vmas, nil); err != nil {
 		d.fail("restore", err.Error())
 		return err
 	}
+	phase(d.log, "final layout applied")
 	if err := d.proc.Finish(); err != nil {
+		d.fail("restore", err.Error())
+		return err
+	}
+	phase(d.log, "finished")
+	if err := applyNice(d.proc.PID, t); err != nil {
 		d.fail("restore", err.Error())
 		return err
 	}
@@ -288,9 +323,11 @@ func (d *destination) final(t *image.Task) error {
 	if msg.GetCommit() == nil {
 		return fmt.Errorf("not committed: %v", msg)
 	}
+	phase(d.log, "commit")
 	if err := d.proc.Resume(); err != nil {
 		return err
 	}
+	phase(d.log, "resumed")
 	d.resumed = true
 	d.opts.Outcomes.set(d.id, image.Outcome_RUNNING, int32(d.proc.PID))
 	if d.opts.RunningDelay > 0 {

@@ -36,7 +36,11 @@ type SourceOptions struct {
 	// AllowNewIDs lets a single-threaded task take a new PID when its own is
 	// taken on the destination.
 	AllowNewIDs bool
-	Log         *slog.Logger
+	// Cutover, when set, is called just before the task is frozen; the
+	// function it returns is called when Source returns. The agent uses it
+	// to run at full priority while the task is frozen.
+	Cutover func() (end func())
+	Log     *slog.Logger
 }
 
 // NewMoveID returns a fresh random move id.
@@ -135,7 +139,8 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 
 	// Pre-copy while the task runs.
 	sink := &sourceSink{ctx: ctx, s: s, pageSize: m.Header.PageSize}
-	popts := precopy.Options{Tracker: opts.Tracker, PageSize: m.Header.PageSize, Controller: opts.Controller, Progress: opts.Progress}
+	popts := precopy.Options{Tracker: opts.Tracker, PageSize: m.Header.PageSize, Controller: opts.Controller, Progress: opts.Progress, Log: log}
+	phase(log, "pre-copy start")
 	sess, err := precopy.Run(ctx, pid, sink, popts)
 	if err != nil {
 		abort(s, id, err)
@@ -144,6 +149,10 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 	rep.Tracker = string(sess.Tracker())
 
 	// Cutover: freeze, send what is left and the task's state.
+	phase(log, "freeze")
+	if opts.Cutover != nil {
+		defer opts.Cutover()()
+	}
 	freezeStart := time.Now()
 	f, err := checkpoint.Freeze(pid)
 	if err != nil {
@@ -165,13 +174,16 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 		return backOut(fmt.Errorf("final round: %w", err))
 	}
 	rep.FinalRoundMs = ms(time.Since(t0))
+	phase(log, "final round sent")
 	t0 = time.Now()
 	task, err := f.Capture()
 	rep.CaptureMs = ms(time.Since(t0))
+	phase(log, "captured")
 	if err != nil {
 		return backOut(err)
 	}
 	task.Header.MoveId = id
+	recordNice(pid, task)
 	if task.Manifest, err = manifestOf(task); err != nil {
 		return backOut(err)
 	}
@@ -185,6 +197,7 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 		return backOut(err)
 	}
 	rep.PrepareMs = ms(time.Since(t0))
+	phase(log, "prepared")
 	switch {
 	case msg.GetFailed() != nil:
 		_ = sess.Close()
@@ -208,7 +221,14 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 		}
 		return finishInDoubt(ctx, s, f, sess, rep, opts, start, freezeStart, err)
 	}
+	phase(log, "running")
 	return finishCommitted(f, sess, rep, s, msg.GetRunning().Pid, start, freezeStart)
+}
+
+// phase logs a step of the move at debug level with CLOCK_MONOTONIC, the
+// clock of the benchmark workload's heartbeat, for a time line of a move.
+func phase(log *slog.Logger, name string, args ...any) {
+	log.Debug("phase", append([]any{"phase", name, "mono_ms", precopy.MonotonicMs()}, args...)...)
 }
 
 func finishCommitted(f *checkpoint.Frozen, sess *precopy.Session, rep *Report, s *transport.Session, newPID int32, start, freezeStart time.Time) (*Report, error) {
