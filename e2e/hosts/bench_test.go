@@ -11,6 +11,7 @@ import (
 
 	"github.com/migrated/migrated/e2e/hosts"
 	"github.com/migrated/migrated/e2e/workload"
+	"github.com/migrated/migrated/precopy"
 )
 
 // vmHWM reads the peak RSS of a process on the machine.
@@ -46,7 +47,7 @@ func BenchmarkMove(b *testing.B) {
 					reniceAll(a.Process.RootPID, 10)
 				}
 			}
-			var down, gap, total, mem, wire, rssA, rssB float64
+			var down, gap, total, mem, wire, rssA, rssB, cpuSrc, cpuDst float64
 			for i := 0; i < b.N; i++ {
 				p := set.Start(b, "mixed", env.WorkloadOpts(ctx, env.Host(i%2), fmt.Sprintf("--size-mib=%d", mib)))
 				pid, err := p.WaitReady()
@@ -55,6 +56,11 @@ func BenchmarkMove(b *testing.B) {
 				}
 				time.Sleep(2 * time.Second)
 				args := []string{"move", strconv.Itoa(pid), env.Host((i + 1) % 2).Name, "--json"}
+				srcA, dstA := env.Agents[i%2], env.Agents[(i+1)%2]
+				cpu0 := []float64{cpuSeconds(srcA.Process.RootPID), cpuSeconds(dstA.Process.RootPID)}
+				logs := []string{srcA.Log, dstA.Log}
+				offs := []int64{logSize(srcA.Log), logSize(dstA.Log)}
+				t0 := precopy.MonotonicMs()
 				if d := os.Getenv("MIGRATED_BENCH_DOWNTIME"); d != "" {
 					args = append(args, "--downtime-limit", d)
 				}
@@ -62,11 +68,18 @@ func BenchmarkMove(b *testing.B) {
 				if err != nil {
 					b.Fatalf("move: %v\n%s", err, out)
 				}
+				cpuSrc += cpuSeconds(srcA.Process.RootPID) - cpu0[0]
+				cpuDst += cpuSeconds(dstA.Process.RootPID) - cpu0[1]
 				rep := parseReport(b, out)
 				b.Logf("report: %s", out)
 				res, err := p.Finish(pid)
 				if err != nil || !res.Passed() {
 					b.Fatalf("workload after the move: %v %s", err, res.Status)
+				}
+				b.Logf("heartbeat gaps (end ms:length us): %s", res.Fields["gaps"])
+				if os.Getenv(benchTimelineEnv) != "" {
+					b.Logf("time line (CLOCK_MONOTONIC since the move command):\n%s",
+						timeline(logs, offs, []string{"source", "destination"}, res.Fields["gaps"], t0))
 				}
 				g, _ := res.Int("max_gap_us")
 				down += rep.DowntimeMs
@@ -84,6 +97,9 @@ func BenchmarkMove(b *testing.B) {
 			b.ReportMetric(wire/mem, "wire/memory")
 			b.ReportMetric(mem/n/(1<<20), "memory-MiB")
 			b.ReportMetric(max(rssA, rssB), "agent-peak-rss-MiB")
+			gib := mem / (1 << 30)
+			b.ReportMetric(cpuSrc/gib, "src-cpu-s/GiB")
+			b.ReportMetric(cpuDst/gib, "dst-cpu-s/GiB")
 		})
 	}
 }
@@ -95,7 +111,9 @@ func setupB(b *testing.B) (*hosts.Env, ctxT) {
 	}
 	ctx, cancel := contextWithTimeout(30 * time.Minute)
 	b.Cleanup(cancel)
-	env, err := hosts.Setup(ctx, hosts.Options{Hosts: 2, Bin: migratedBin(b)})
+	o := hosts.Options{Hosts: 2, Bin: migratedBin(b)}
+	benchAgentOptions(&o)
+	env, err := hosts.Setup(ctx, o)
 	if err != nil {
 		b.Fatal(err)
 	}
