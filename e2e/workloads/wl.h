@@ -4,6 +4,12 @@
  *   --dir=DIR    work directory (required)
  *   --corrupt    deliberately damage the program's own state just before the
  *                final check, which must then report FAIL (the negative test)
+ *   --log-unlinked  unlink DIR/progress.log right after opening it: the log
+ *                then lives only in the open fd (a deleted regular file, whose
+ *                contents travel with a move), so a program that runs during
+ *                the move changes no file by name; for hosts that share no
+ *                storage (the POWER guests). The check reads the log back
+ *                through /proc/self/fd. Without it nothing changes.
  *
  * DIR/ready         "<pid>\n", written atomically once the program is set up
  * DIR/progress.log  fixed-width lines "progress NNNNNNNNNN\n", written through one
@@ -45,6 +51,7 @@ struct wl_state {
 	int corrupt;
 	pid_t pid;
 	int logfd;
+	int log_unlinked;
 	uint64_t log_lines;
 	uint64_t log_bytes;
 	uint64_t last_mono_ns;
@@ -233,7 +240,8 @@ static void wl_init(int argc, char **argv, const char *allowed)
 		eq = strchr(a, '=');
 		n = eq ? (size_t)(eq - a) : strlen(a);
 		if ((n == 3 && strncmp(a, "dir", 3) == 0) ||
-		    (n == 7 && strncmp(a, "corrupt", 7) == 0))
+		    (n == 7 && strncmp(a, "corrupt", 7) == 0) ||
+		    (n == 12 && strncmp(a, "log-unlinked", 12) == 0))
 			continue;
 		for (const char *p = allowed; p && *p;) {
 			const char *c = strchr(p, ',');
@@ -261,6 +269,9 @@ static void wl_init(int argc, char **argv, const char *allowed)
 	wl.logfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (wl.logfd < 0)
 		wl_die("open %s: %s", path, strerror(errno));
+	wl.log_unlinked = wl_opt("log-unlinked") != NULL;
+	if (wl.log_unlinked && unlink(path) != 0)
+		wl_die("unlink %s: %s", path, strerror(errno));
 	wl.start_mono_ns = wl_mono();
 }
 
@@ -376,7 +387,10 @@ static void wl_check_log(void)
 	if (fstat(wl.logfd, &st) != 0 || st.st_size != (off_t)wl.log_bytes)
 		wl_failf("progress.log size is %lld, expected %" PRIu64, (long long)st.st_size,
 			 wl.log_bytes);
-	wl_path(path, sizeof(path), "progress.log");
+	if (wl.log_unlinked)
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", wl.logfd);
+	else
+		wl_path(path, sizeof(path), "progress.log");
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		wl_failf("open %s: %s", path, strerror(errno));

@@ -6,6 +6,10 @@
 //	--heap-mib=N   heap to fill and verify (default 200)
 //	--workers=N    counting goroutines (default 4)
 //	--corrupt      damage one heap byte before the final check
+//	--log-unlinked unlink progress.log once open: it lives only in the fd (a
+//	               deleted file, whose contents travel with a move), so the
+//	               running program changes no file by name (hosts that share
+//	               no storage); the check reads it through /proc/self/fd
 //
 // After SIGUSR2 it checks: every heap byte against its pattern; each worker's
 // counter against its own model; the pipeline delivered every item in order
@@ -80,6 +84,7 @@ func main() {
 	heapMiB := flag.Int("heap-mib", 200, "heap to fill, MiB")
 	nworkers := flag.Int("workers", 4, "counting goroutines")
 	corrupt := flag.Bool("corrupt", false, "damage the heap before the check")
+	unlinked := flag.Bool("log-unlinked", false, "unlink progress.log once open")
 	flag.Parse()
 	if *dir == "" || *heapMiB <= 0 || *nworkers <= 0 {
 		fmt.Fprintln(os.Stderr, "gowork: --dir is required; sizes must be positive")
@@ -95,6 +100,13 @@ func main() {
 	logf, err := os.OpenFile(filepath.Join(*dir, "progress.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		fatal(err)
+	}
+	logPath := logf.Name()
+	if *unlinked {
+		if err := os.Remove(logPath); err != nil {
+			fatal(err)
+		}
+		logPath = fmt.Sprintf("/proc/self/fd/%d", logf.Fd())
 	}
 
 	heap := make([][]byte, *heapMiB)
@@ -312,7 +324,7 @@ loop:
 	if since <= 0 || since > 24*time.Hour {
 		fail.add("time.Since(start) is %v", since)
 	}
-	checkLog(logf, lines, logBytes, line, &fail)
+	checkLog(logf, logPath, lines, logBytes, line, &fail)
 
 	var out strings.Builder
 	if fail.n == 0 {
@@ -333,12 +345,12 @@ loop:
 	}
 }
 
-func checkLog(f *os.File, lines, size int64, line func(int64) string, fail *failures) {
+func checkLog(f *os.File, path string, lines, size int64, line func(int64) string, fail *failures) {
 	off, err := f.Seek(0, io.SeekCurrent)
 	if err != nil || off != size {
 		fail.add("progress.log fd offset is %d, expected %d (%v)", off, size, err)
 	}
-	b, err := os.ReadFile(f.Name())
+	b, err := os.ReadFile(path)
 	if err != nil {
 		fail.add("read progress.log: %v", err)
 		return
