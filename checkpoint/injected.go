@@ -138,7 +138,11 @@ func captureThreadInjected(in *inject.Injector, pid int, a arch.Arch, s scratch,
 			it.RobustList = nil
 		}
 	}
-	// PR_GET_TID_ADDRESS writes a pointer-sized value.
+	// PR_GET_TID_ADDRESS writes a pointer of the kernel's size
+	// (put_user of an int __user *, kernel/sys.c), 8 bytes on the 64-bit
+	// kernels the agent runs on, for a 32-bit task too: read it whole, in
+	// the task's byte order (the first 4 bytes are the high half on a
+	// big-endian ppc32 task).
 	clear(buf)
 	if err := inject.WriteMem(pid, s.addr, buf[:8]); err != nil {
 		return err
@@ -146,14 +150,10 @@ func captureThreadInjected(in *inject.Injector, pid int, a arch.Arch, s scratch,
 	if _, err := in.Call("prctl(PR_GET_TID_ADDRESS)", sc.Prctl, prGetTidAddress, s.addr); err != nil {
 		return err
 	}
-	if err := inject.ReadMem(pid, s.addr, buf[:a.WordSize()]); err != nil {
+	if err := inject.ReadMem(pid, s.addr, buf[:8]); err != nil {
 		return err
 	}
-	if a.WordSize() == 8 {
-		it.ClearChildTid = a.ByteOrder().Uint64(buf)
-	} else {
-		it.ClearChildTid = uint64(a.ByteOrder().Uint32(buf))
-	}
+	it.ClearChildTid = a.ByteOrder().Uint64(buf)
 	return nil
 }
 

@@ -133,6 +133,9 @@ func (p *Process) finish() error {
 			return fmt.Errorf("thread %d: credentials: %w", tb.img.Tid, err)
 		}
 	}
+	if err := p.markVectorsUsed(ths); err != nil {
+		return err
+	}
 	p.unlinkDeleted()
 	// The scratch page goes last: nothing needs memory after it.
 	if _, err := p.call("munmap", sc.Munmap, p.scratch, p.PageSize); err != nil {
@@ -172,7 +175,7 @@ func (p *Process) spawnThread(it *image.Thread) (*threadBuild, error) {
 	o.PutUint64(args[0:], cloneVM|cloneFS|cloneFiles|cloneSighand|cloneThread|cloneSysvsem)
 	o.PutUint64(args[64:], p.scratch+11*8) // set_tid
 	o.PutUint64(args[72:], 1)
-	o.PutUint64(args[88:], uint64(it.Tid))
+	o.PutUint32(args[88:], uint32(it.Tid)) // set_tid[0], a pid_t
 	if _, err := p.writeScratch(args); err != nil {
 		return nil, err
 	}

@@ -285,9 +285,9 @@ func (p *Process) cloneWithPID(in *inject.Injector, stubPID, pid int) (int, erro
 	// stub's own exit signal (SIGCHLD), and clone3 refuses any other.
 	setTid := p.scratch + 11*8
 	if pid != 0 {
-		o.PutUint64(args[64:], setTid) // set_tid
-		o.PutUint64(args[72:], 1)      // set_tid_size
-		o.PutUint64(args[88:], uint64(pid))
+		o.PutUint64(args[64:], setTid)      // set_tid
+		o.PutUint64(args[72:], 1)           // set_tid_size
+		o.PutUint32(args[88:], uint32(pid)) // set_tid[0], a pid_t
 	}
 	if err := inject.WriteMem(stubPID, p.scratch, args); err != nil {
 		return 0, err
@@ -339,6 +339,32 @@ func (p *Process) sc() *arch.Syscalls { return p.Arch.Syscalls() }
 
 func (p *Process) call(name string, nr int, args ...uint64) (uint64, error) {
 	return p.in.Call(name, nr, args...)
+}
+
+// freeAreaAvoiding reserves size bytes (PROT_NONE) anywhere but in
+// [avoidLo, avoidHi): the kernel's first choice is often right below the
+// vDSO, which in a 32-bit address space can be where the task's vDSO must
+// go, and a move from there to an overlapping place fails (EINVAL). Areas
+// it had to refuse are kept until a good one is found, then released.
+func (p *Process) freeAreaAvoiding(size, avoidLo, avoidHi uint64) (uint64, error) {
+	sc := p.sc()
+	var refused []uint64
+	defer func() {
+		for _, r := range refused {
+			_, _ = p.call("munmap", sc.Munmap, r, size)
+		}
+	}()
+	for range 8 {
+		a, err := p.call("mmap", sc.Mmap, 0, size, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+		if err != nil {
+			return 0, err
+		}
+		if a+size <= avoidLo || a >= avoidHi {
+			return a, nil
+		}
+		refused = append(refused, a)
+	}
+	return 0, fmt.Errorf("no free area of %d bytes away from %#x-%#x", size, avoidLo, avoidHi)
 }
 
 // placeVDSO moves this host's [vvar], [vvar_vclock] and [vdso] together to
@@ -411,7 +437,7 @@ func (p *Process) placeVDSO() error {
 	newLo, newHi := uint64(int64(lo)+delta), uint64(int64(hi)+delta)
 	moves := []int64{delta}
 	if newLo < hi && lo < newHi {
-		tmp, err := p.call("mmap", p.sc().Mmap, 0, hi-lo, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+		tmp, err := p.freeAreaAvoiding(hi-lo, newLo, newHi)
 		if err != nil {
 			return err
 		}

@@ -60,3 +60,35 @@ func (p *Power) StubELF(base, pageSize uint64) ([]byte, error) {
 	}
 	return s.Build()
 }
+
+// Instructions that make a thread take its vector state as in use.
+const (
+	// insnXXLOR0 is "xxlor vs0,vs0,vs0" (xxmr vs0,vs0): XX3-form, primary
+	// opcode 60, extended opcode 146; VSX.
+	insnXXLOR0 = 0xf0000490
+	// insnVOR0 is "vor v0,v0,v0" (vmr v0,v0): VX-form, primary opcode 4,
+	// extended opcode 1156; VMX (AltiVec).
+	insnVOR0 = 0x10000484
+)
+
+// Offsets of the two gadgets in VectorUseCode.
+const (
+	VSXUseOffset = 0
+	VMXUseOffset = 12
+)
+
+// VectorUseCode returns two injection gadgets, "xxlor vs0,vs0,vs0; sc;
+// trap" at VSXUseOffset and "vor v0,v0,v0; sc; trap" at VMXUseOffset, in
+// byte order o. Run as a syscall gadget in a thread whose MSR has VSX
+// (VEC) off, the first instruction takes the VSX (AltiVec) unavailable
+// exception: the kernel loads the thread's FP, VMX and VSX (VMX) state and
+// sets thread.used_vsr and used_vr (load_up_vsx, load_up_altivec in
+// arch/powerpc/kernel/vector.S). PTRACE_SETREGSET never sets those flags,
+// and a thread without them loses VSX state at its next signal return
+// (restore_sigcontext zeroes the low halves of vs0-vs31,
+// arch/powerpc/kernel/signal_64.c) and does not have its VMX registers
+// saved around a signal handler. The instructions copy vs0 and v0 onto
+// themselves.
+func VectorUseCode(o binary.ByteOrder) []byte {
+	return encode(o, insnXXLOR0, insnSC, insnTrap, insnVOR0, insnSC, insnTrap)
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"os"
 	"os/exec"
@@ -218,6 +219,43 @@ func TestStubRunsUnderQEMUUser(t *testing.T) {
 			// -strace lines look like "PID name(args) = ret".
 			if m := regexp.MustCompile(`(?m)^\d+ \w+\(`).Find(out.Bytes()); m != nil {
 				t.Errorf("the stub made a system call on its own:\n%s", out.Bytes())
+			}
+		})
+	}
+}
+
+// TestVectorUseCode checks the vector gadgets byte by byte against what
+// GNU as encodes for them (powerpc64-linux-gnu-as -mpower9; objdump shows
+// xxlor vs0,vs0,vs0 as "xxmr vs0,vs0" and vor v0,v0,v0 as "vmr v0,v0"), in
+// both byte orders, and that each gadget sits at its exported offset.
+func TestVectorUseCode(t *testing.T) {
+	tests := []struct {
+		name  string
+		order binary.ByteOrder
+		want  []byte
+	}{
+		{"big-endian", binary.BigEndian, []byte{
+			0xf0, 0x00, 0x04, 0x90, 0x44, 0x00, 0x00, 0x02, 0x7f, 0xe0, 0x00, 0x08,
+			0x10, 0x00, 0x04, 0x84, 0x44, 0x00, 0x00, 0x02, 0x7f, 0xe0, 0x00, 0x08}},
+		{"little-endian", binary.LittleEndian, []byte{
+			0x90, 0x04, 0x00, 0xf0, 0x02, 0x00, 0x00, 0x44, 0x08, 0x00, 0xe0, 0x7f,
+			0x84, 0x04, 0x00, 0x10, 0x02, 0x00, 0x00, 0x44, 0x08, 0x00, 0xe0, 0x7f}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := VectorUseCode(tc.order)
+			if !bytes.Equal(got, tc.want) {
+				t.Fatalf("VectorUseCode = % x, want % x", got, tc.want)
+			}
+			for _, g := range []struct {
+				off   int
+				first uint32
+			}{{VSXUseOffset, insnXXLOR0}, {VMXUseOffset, insnVOR0}} {
+				for k, w := range []uint32{g.first, insnSC, insnTrap} {
+					if have := tc.order.Uint32(got[g.off+4*k:]); have != w {
+						t.Errorf("word at %d is %#x, want %#x", g.off+4*k, have, w)
+					}
+				}
 			}
 		})
 	}
