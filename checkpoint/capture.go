@@ -397,7 +397,6 @@ func (f *Frozen) captureThread(th *inject.Thread) (*image.Thread, error) {
 	}
 	pend, err := th.PendingSignals(false)
 	if err == nil {
-		pend = append(pend, th.Held...)
 		for _, s := range pend {
 			it.Pending = append(it.Pending, &image.SigInfo{Signo: int32(a.ByteOrder().Uint32(s)), Raw: s})
 		}

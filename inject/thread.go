@@ -15,12 +15,6 @@ type Thread struct {
 	TID  int
 	Arch arch.Arch
 	t    *Tracer
-	// pending holds signals the thread stopped for while being frozen; they
-	// are delivered again when the thread is released.
-	pending []unix.Signal
-	// Held are the siginfos of those signals (128 bytes each), for an
-	// image: a task that is killed after its checkpoint must not lose them.
-	Held [][]byte
 	// GroupStopped: the thread was in a group-stop (SIGSTOP, SIGTSTP...)
 	// when frozen; a detach leaves it stopped again.
 	GroupStopped bool
@@ -42,8 +36,11 @@ func (th *Thread) Seize(options int) error {
 }
 
 // Freeze stops a seized thread with PTRACE_INTERRUPT and waits until it is in
-// the interrupt stop. Signals that arrive meanwhile are remembered and handed
-// back at Release, so the task sees every one of them.
+// the interrupt stop. A signal that reaches the thread meanwhile (a
+// signal-delivery stop) is delivered as the kernel would without us, with
+// its own siginfo: its handler frame is set up (or its default action
+// taken) before the interrupt stop, so nothing is lost or changed, whether
+// the thread is thawed again or checkpointed.
 func (th *Thread) Freeze() error {
 	return th.t.Do(func() error {
 		if err := ptrace(unix.PTRACE_INTERRUPT, th.TID, 0, 0); err != nil {
@@ -65,14 +62,12 @@ func (th *Thread) Freeze() error {
 				th.GroupStopped = ws.StopSignal() != unix.SIGTRAP
 				return nil
 			case ws.Stopped():
-				// A signal-delivery stop: hold the signal back (it is
-				// suppressed now) and deliver it at release.
-				th.pending = append(th.pending, ws.StopSignal())
-				si := make([]byte, siginfoSize)
-				if err := ptrace(unix.PTRACE_GETSIGINFO, th.TID, 0, uintptr(unsafe.Pointer(&si[0]))); err == nil {
-					th.Held = append(th.Held, si)
-				}
-				if err := ptrace(unix.PTRACE_CONT, th.TID, 0, 0); err != nil {
+				// A signal-delivery stop: deliver it. (Suppressing it
+				// and re-sending it later loses it: a restart from the
+				// interrupt stop ignores the signal argument, and only
+				// the thread itself may queue a siginfo that claims the
+				// kernel or tgkill as its sender.)
+				if err := ptrace(unix.PTRACE_CONT, th.TID, 0, uintptr(ws.StopSignal())); err != nil {
 					return fmt.Errorf("continue %d while freezing: %w", th.TID, err)
 				}
 			}
@@ -81,25 +76,12 @@ func (th *Thread) Freeze() error {
 	})
 }
 
-// Release resumes a frozen thread and detaches from it, handing back the
-// first signal it was stopped for while frozen (the kernel queues further
-// standard signals of the same number only once anyway). Others are re-sent
-// with tgkill.
+// Release resumes a frozen thread and detaches from it.
 func (th *Thread) Release() error {
 	return th.t.Do(func() error {
-		var sig uintptr
-		if len(th.pending) > 0 {
-			sig = uintptr(th.pending[0])
-		}
-		if err := ptrace(unix.PTRACE_DETACH, th.TID, 0, sig); err != nil {
+		if err := ptrace(unix.PTRACE_DETACH, th.TID, 0, 0); err != nil {
 			return fmt.Errorf("detach %d: %w", th.TID, err)
 		}
-		if len(th.pending) > 1 {
-			for _, s := range th.pending[1:] {
-				_, _, _ = unix.Syscall(unix.SYS_TKILL, uintptr(th.TID), uintptr(s), 0) // to the thread itself; it may be gone
-			}
-		}
-		th.pending, th.Held = nil, nil
 		return nil
 	})
 }
