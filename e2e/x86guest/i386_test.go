@@ -52,20 +52,25 @@ func TestI386(t *testing.T) {
 	}
 	t.Logf("step build test binaries and agent: %v", time.Since(begin).Round(time.Millisecond))
 
-	const gbin = "/tmp/x86guest-bin"
-	run := func(pkg, test, pattern string) string {
-		return fmt.Sprintf("cd %s/e2e/%s && %s/%s.test -test.v -test.count=1 -test.timeout=15m -test.run '%s'; r=$((r|$?))",
-			root, pkg, gbin, test, pattern)
+	// The guest sees this machine's root, but its own /tmp: the binaries,
+	// the built workloads and their sources (the build cache is keyed by
+	// them, and a checkout may itself live under /tmp) are copied in.
+	const gbin, gsrc = "/tmp/x86guest-bin", "/tmp/x86guest-workloads"
+	run := func(test, pattern string) string {
+		return fmt.Sprintf("%s/%s.test -test.v -test.count=1 -test.timeout=15m -test.run '%s'; r=$((r|$?))",
+			gbin, test, pattern)
 	}
-	script := "r=0; " + run("engine", "engine", "TestCheckpointRestore/(fpthreads|i386)") + "; " +
-		run("hosts", "hosts", "TestMoveI386") + "; exit $r"
+	script := "r=0; " + run("engine", "TestCheckpointRestore/(fpthreads|i386)") + "; " +
+		run("hosts", "TestMoveI386") + "; exit $r"
 	res, err := Run(ctx, Config{Logf: t.Logf, Command: spec.Command{
 		Argv: []string{"/bin/sh", "-c", script},
+		Dir:  "/tmp",
 		Env: []string{"PATH=" + os.Getenv("PATH"), "MIGRATED_BIN=" + gbin + "/migrated",
-			"GOROOT=" + os.Getenv("GOROOT")},
+			"MIGRATED_WORKLOADS_SRC=" + gsrc, "GOROOT=" + os.Getenv("GOROOT")},
 		Copy: []spec.Copy{
 			{From: bin, To: filepath.Base(gbin)},
 			{From: set.Dir, To: filepath.Base(set.Dir)},
+			{From: filepath.Join(root, "e2e", "workloads"), To: filepath.Base(gsrc)},
 		},
 		Timeout: 20 * time.Minute,
 	}})
