@@ -2,7 +2,6 @@ package power
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -164,22 +163,4 @@ func replicateFile(ctx context.Context, src, dst *Guest, path string) (fileStamp
 		return st, fmt.Errorf("%s: %s is %+v after the copy, want %+v", dst.Name, path, got, st)
 	}
 	return st, nil
-}
-
-// needCrossMemoryAttach fails the test when a guest's kernel has no
-// process_vm_readv: the engine reads and writes task memory with it (the
-// project's big-endian kernel config, be-compat.config, is built from
-// allnoconfig and CONFIG_CROSS_MEMORY_ATTACH is not in it).
-func needCrossMemoryAttach(ctx context.Context, g *Guest) error {
-	out, err := g.Run(ctx, "/bin/movefs", "vmread")
-	if err == nil {
-		return nil
-	}
-	var ee *ExitError
-	if errors.As(err, &ee) && ee.Exit == 1 {
-		return fmt.Errorf("%s (%s kernel): process_vm_readv fails with %q: the guest kernel lacks CONFIG_CROSS_MEMORY_ATTACH, "+
-			"which checkpoint and restore need (inject.ReadMem/WriteMem); add CONFIG_CROSS_MEMORY_ATTACH=y to e2e/power/be-compat.config and rebuild the kernel",
-			g.Name, g.Arch, strings.TrimSpace(string(out)))
-	}
-	return err
 }

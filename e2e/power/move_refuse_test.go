@@ -1,6 +1,7 @@
 package power
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,18 +23,28 @@ type checkVerdict struct {
 }
 
 // TestPowerMoveRefused asks a destination whose capabilities differ from the
-// task's (a real difference of the guests: CPU generation, kernel byte order)
-// with `migrated check`: it must refuse with the documented reason code, and
-// the task keeps running where it is.
+// task's (a real difference of the guests: CPU generation, kernel byte order,
+// 32-bit support) with `migrated check`: it must refuse with the documented
+// reason codes, and the task keeps running where it is. A refused `migrated
+// move` must fail before the cutover, naming the same reasons, and leave
+// the task running and passing its own check.
 func TestPowerMoveRefused(t *testing.T) {
 	needGuests(t)
+	type refused struct {
+		w    moveWorkload
+		want []string // reason codes of g0's task toward g1, all required
+		// move also runs `migrated move`, which must fail and leave the
+		// task running; the task's check then runs in g0.
+		move bool
+	}
+	simple := moveWorkload{name: "simple", src: "simple.c", args: []string{"--mode=pause"}}
 	tests := []struct {
 		name         string
 		arch0, arch1 string
 		cpu0, cpu1   string
-		want         string // reason code of g0's task toward g1
-		// reverse, when set, checks g1's task toward g0: the only reason
-		// codes the refusal may give (none: an accept).
+		tasks        []refused
+		// reverse, when set, checks g1's simple task toward g0: the only
+		// reason codes the refusal may give (none: an accept).
 		reverse []string
 	}{
 		// A task started on POWER10 (ISA 3.1 in AT_HWCAP2) toward a POWER9.
@@ -42,16 +53,24 @@ func TestPowerMoveRefused(t *testing.T) {
 		// its CPU-feature sections at boot), so vdso is the only reason
 		// allowed.
 		{name: "power10-to-power9", arch0: ArchPPC64LE, arch1: ArchPPC64LE, cpu0: "POWER10", cpu1: "POWER9",
-			want: "hwcap2", reverse: []string{"vdso"}},
-		// A big-endian task toward a little-endian kernel.
-		{name: "be-to-le", arch0: ArchPPC64, arch1: ArchPPC64LE, cpu0: "POWER9", cpu1: "POWER9", want: "endianness"},
+			tasks: []refused{{w: simple, want: []string{"hwcap2"}}}, reverse: []string{"vdso"}},
+		// A big-endian task toward a little-endian kernel; a 32-bit one
+		// toward the ppc64el kernel, which has no COMPAT either.
+		{name: "be-to-le", arch0: ArchPPC64, arch1: ArchPPC64LE, cpu0: "POWER9", cpu1: "POWER9",
+			tasks: []refused{
+				{w: simple, want: []string{"endianness"}},
+				{w: vecThreads32, want: []string{"no-compat32", "endianness"}, move: true},
+			}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 			defer cancel()
 			work := keptWorkDir(t)
-			wl := []moveWorkload{{name: "simple"}}
+			var wl []moveWorkload
+			for _, r := range tc.tasks {
+				wl = append(wl, r.w)
+			}
 			cfg := PairConfig{Arch: tc.arch0, WorkDir: work, Logf: t.Logf}
 			cfg.Guests[0].CPU, cfg.Guests[1].CPU = tc.cpu0, tc.cpu1
 			cfg.Guests[1].Arch = tc.arch1
@@ -59,7 +78,7 @@ func TestPowerMoveRefused(t *testing.T) {
 			if tc.arch1 == tc.arch0 {
 				cfg.Files, cfg.Guests[0].Files = cfg.Guests[0].Files, nil
 			} else {
-				cfg.Guests[1].Files = buildMoveFiles(ctx, t, tc.arch1, work, wl)
+				cfg.Guests[1].Files = buildMoveFiles(ctx, t, tc.arch1, work, []moveWorkload{simple})
 			}
 			begin := time.Now()
 			pair, err := BootPair(ctx, cfg)
@@ -86,23 +105,47 @@ func TestPowerMoveRefused(t *testing.T) {
 
 			g0, g1 := pair.Guests[0], pair.Guests[1]
 			for _, g := range pair.Guests {
-				if err := needCrossMemoryAttach(ctx, g); err != nil {
-					t.Fatal(err)
-				}
+				logCrossMemoryAttach(ctx, t, g)
 			}
-			pid := startIdle(ctx, t, g0, 5000)
-			v := check(ctx, t, g0, pid, g1.Name)
-			var codes []string
-			for _, r := range v.Reasons {
-				codes = append(codes, r.Code)
-				t.Logf("%s -> %s: %s: %s", g0.CPU, g1.CPU, r.Code, r.Message)
-			}
-			if v.Verdict != "reject" || !slices.Contains(codes, tc.want) {
-				t.Errorf("check of a %s/%s task toward %s/%s: verdict %q, reasons %v; want reject with %q",
-					g0.Arch, g0.CPU, g1.Arch, g1.CPU, v.Verdict, codes, tc.want)
-			}
-			if _, err := g0.ReadFile(ctx, "/proc/"+strconv.Itoa(pid)+"/status"); err != nil {
-				t.Errorf("the task is gone from g0 after a refused check: %v", err)
+			for i, r := range tc.tasks {
+				t.Run(r.w.name, func(t *testing.T) {
+					pid, dir := startWorkload(ctx, t, g0, r.w, 5000+1000*i)
+					time.Sleep(r.w.run)
+					v := check(ctx, t, g0, pid, g1.Name)
+					var codes []string
+					for _, re := range v.Reasons {
+						codes = append(codes, re.Code)
+						t.Logf("%s/%s -> %s/%s: %s: %s", g0.Arch, g0.CPU, g1.Arch, g1.CPU, re.Code, re.Message)
+					}
+					if v.Verdict != "reject" || !containsAll(codes, r.want) {
+						t.Errorf("check of %s (%s) toward %s/%s: verdict %q, reasons %v; want reject with %v",
+							r.w.name, r.w.binArch(g0.Arch), g1.Arch, g1.CPU, v.Verdict, codes, r.want)
+					}
+					if _, err := g0.ReadFile(ctx, "/proc/"+strconv.Itoa(pid)+"/status"); err != nil {
+						t.Fatalf("the task is gone from g0 after a refused check: %v", err)
+					}
+					if !r.move {
+						return
+					}
+					begin := time.Now()
+					out, err := g0.Run(ctx, "/bin/migrated", "move", strconv.Itoa(pid), g1.Name)
+					t.Logf("step refused move of %s: %v; migrated move said (%v):\n%s", r.w.name,
+						time.Since(begin).Round(time.Millisecond), err, bytes.TrimSpace(out))
+					var ee *ExitError
+					if !errors.As(err, &ee) {
+						t.Fatalf("migrated move of a task %s cannot run: %v, want a non-zero exit", g1.Name, err)
+					}
+					for _, code := range r.want {
+						if !bytes.Contains(out, []byte(code)) {
+							t.Errorf("migrated move's refusal does not name reason %q", code)
+						}
+					}
+					if _, err := g1.ReadFile(ctx, "/proc/"+strconv.Itoa(pid)+"/status"); err == nil {
+						t.Errorf("pid %d exists in %s after a refused move", pid, g1.Name)
+					}
+					time.Sleep(r.w.run) // it keeps running where it is
+					finishWorkload(ctx, t, g0, pid, dir, r.w, 0)
+				})
 			}
 			if tc.reverse != nil {
 				pid1 := startIdle(ctx, t, g1, 7000)
@@ -117,6 +160,15 @@ func TestPowerMoveRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
 }
 
 // startIdle starts the simple workload in pause mode in g and waits until it is ready.

@@ -56,6 +56,13 @@ type PairConfig struct {
 	// new directory under os.TempDir(), removed by a clean Close and kept
 	// (for post-mortems) when the boot or the shutdown failed.
 	WorkDir string
+	// Guest1Delay is how long guest 1 starts after guest 0 listens. Each
+	// kernel's CLOCK_MONOTONIC and CLOCK_BOOTTIME count from its own boot,
+	// so a delay puts guest 0's clocks ahead of guest 1's by about that
+	// much: a task moved from guest 1 to guest 0 then needs no time
+	// namespace to keep its clocks from going back (the BE COMPAT kernel
+	// has no CONFIG_TIME_NS).
+	Guest1Delay time.Duration
 	// BootTimeout bounds the boot of both guests up to the control
 	// channel's first answer; default 4 minutes.
 	BootTimeout time.Duration
@@ -183,6 +190,13 @@ func BootPair(ctx context.Context, cfg PairConfig) (*Pair, error) {
 		if i == 0 {
 			if err := waitListen(bootCtx, g, linkPort); err != nil {
 				return nil, err
+			}
+			if cfg.Guest1Delay > 0 {
+				select {
+				case <-time.After(cfg.Guest1Delay):
+				case <-bootCtx.Done():
+					return nil, fmt.Errorf("power: boot: %w", bootCtx.Err())
+				}
 			}
 		}
 	}
