@@ -257,16 +257,17 @@ func (e *FrameEncoder) EncodeSplit(dst []byte, round uint32, start uint64, pageS
 	return dst, 2, nil
 }
 
-// Incompressible guesses, from 256 of its bytes, whether a page is
+// Incompressible guesses, from 128 of its bytes, whether a page is
 // random-looking data that no LZ compressor would shrink: random bytes show
-// about 162 distinct values in 256, text and program data (pointers, small
-// integers, code) far fewer. The sample is two runs of 128 bytes, at the
+// about 101 distinct values in 128 (rarely under 88), text and program data
+// (pointers, small integers, code) far fewer. The sample is two runs of 64
+// bytes, at the
 // start and in the middle of the page: a few whole cache lines, which the
 // compressor or the copy that follows reads anyway (scattered samples cost
 // a memory fetch each). A page guessed wrong costs its compression, never
 // its contents.
 func Incompressible(page []byte) bool {
-	const run = 128
+	const run = 64
 	if len(page) < 2*run {
 		return false
 	}
@@ -279,7 +280,7 @@ func Incompressible(page []byte) bool {
 		seen[c>>6] |= 1 << (c & 63)
 	}
 	n := bits.OnesCount64(seen[0]) + bits.OnesCount64(seen[1]) + bits.OnesCount64(seen[2]) + bits.OnesCount64(seen[3])
-	return n > 128
+	return n > 80
 }
 
 func checkEncode(start uint64, pageShift uint8, indices []uint32, pages []byte) error {

@@ -43,7 +43,15 @@
 //	s.Send(&image.Control{Msg: &image.Control_RoundAck{...}})
 //
 // The sink (restore's stub writer) implements PageSink: WritePages(round,
-// addr, data) and ZeroPages(round, addr, size). Its calls never overlap.
+// addr, data) and ZeroPages(round, addr, size). Its calls never overlap. A
+// sink that also implements VectorPageSink gets all the data extents of a
+// frame in one WriteExtents call (one process_vm_writev instead of one per
+// extent of a few pages).
+//
+// Each batch of pages becomes one or two frames per FramePages pages: the
+// pages that look random (image.Incompressible, a sample of 128 bytes) go
+// raw in a frame of their own, so that neither end runs the codec over
+// bytes it cannot shrink; zero pages and the rest go in a compressed frame.
 //
 // # Failure
 //
