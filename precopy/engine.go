@@ -82,6 +82,10 @@ type Options struct {
 	Progress func(Progress)
 	// NewThrottle makes the throttle for auto-converge (nil: NewThrottle).
 	NewThrottle func(pid int) Throttle
+	// Armed, when set, is called once tracking is armed and round 0's
+	// pages are known, before they are sent: the setup that freezes or
+	// write-protects the task is over.
+	Armed func()
 	// Log receives one debug line per round (its collection and sending
 	// times, for a time line of a move). Nil: no logging.
 	Log *slog.Logger
@@ -191,6 +195,9 @@ func (s *Session) loop(ctx context.Context) error {
 		plan, err := s.plan(vmas, delta)
 		if err != nil {
 			return err
+		}
+		if s.round == 0 && s.opts.Armed != nil {
+			s.opts.Armed()
 		}
 		var dec Decision
 		if s.round > 0 {

@@ -51,6 +51,16 @@ func parseStatNice(s string) (int, error) {
 	return n, nil
 }
 
+// deprioritize sets every thread of pid to nice 19 (best effort).
+func deprioritize(pid int) {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 19)
+		}
+	}
+}
+
 // applyNice gives each thread of the restored task (pid here; a task with
 // one thread may have a new PID) the niceness it had on the source.
 func applyNice(pid int, t *image.Task) error {

@@ -36,9 +36,11 @@ type SourceOptions struct {
 	// AllowNewIDs lets a single-threaded task take a new PID when its own is
 	// taken on the destination.
 	AllowNewIDs bool
-	// Cutover, when set, is called just before the task is frozen; the
-	// function it returns is called when Source returns. The agent uses it
-	// to run at full priority while the task is frozen.
+	// Cutover, when set, is called before each stretch of the move in
+	// which the task waits on the source agent: reading its manifest and
+	// arming dirty tracking (both freeze it briefly), and the cutover; the
+	// function it returns is called when the stretch ends. The agent uses
+	// it to run at full priority meanwhile.
 	Cutover func() (end func())
 	Log     *slog.Logger
 }
@@ -121,6 +123,11 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 	}
 	id := NewMoveID()
 	rep := &Report{MoveID: id, PID: pid, Host: opts.Host}
+	endSetup := func() {}
+	if opts.Cutover != nil {
+		endSetup = sync.OnceFunc(opts.Cutover())
+	}
+	defer endSetup()
 	m, err := ManifestOf(pid)
 	if err != nil {
 		return nil, err
@@ -139,7 +146,8 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 
 	// Pre-copy while the task runs.
 	sink := &sourceSink{ctx: ctx, s: s, pageSize: m.Header.PageSize}
-	popts := precopy.Options{Tracker: opts.Tracker, PageSize: m.Header.PageSize, Controller: opts.Controller, Progress: opts.Progress, Log: log}
+	popts := precopy.Options{Tracker: opts.Tracker, PageSize: m.Header.PageSize, Controller: opts.Controller, Progress: opts.Progress,
+		Armed: endSetup, Log: log}
 	phase(log, "pre-copy start")
 	sess, err := precopy.Run(ctx, pid, sink, popts)
 	if err != nil {
@@ -234,6 +242,10 @@ func phase(log *slog.Logger, name string, args ...any) {
 func finishCommitted(f *checkpoint.Frozen, sess *precopy.Session, rep *Report, s *transport.Session, newPID int32, start, freezeStart time.Time) (*Report, error) {
 	rep.FreezeMs = ms(time.Since(freezeStart))
 	rep.DowntimeMs = rep.FreezeMs
+	// Tearing down a large address space takes the dying task a CPU for
+	// a while (about 0.1 s per GiB here); at nice 19 it yields to the
+	// host's running tasks.
+	deprioritize(rep.PID)
 	killErr := f.Kill()
 	_ = sess.Close()
 	rep.NewPID = int(newPID)
