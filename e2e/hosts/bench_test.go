@@ -42,9 +42,15 @@ func BenchmarkMove(b *testing.B) {
 		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
 			env, ctx := setupB(b)
 			set := workload.Build(b)
-			if os.Getenv("MIGRATED_BENCH_RENICE") != "" {
+			// MIGRATED_BENCH_RENICE=N runs both agents at nice N (they
+			// start at their default, 10).
+			if v := os.Getenv("MIGRATED_BENCH_RENICE"); v != "" {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					b.Fatalf("MIGRATED_BENCH_RENICE=%q: %v", v, err)
+				}
 				for _, a := range env.Agents {
-					reniceAll(a.Process.RootPID, 10)
+					reniceAll(a.Process.RootPID, n)
 				}
 			}
 			var down, gap, total, mem, wire, rssA, rssB, cpuSrc, cpuDst float64
