@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/migrated/migrated/precopy"
 )
 
 // CPUProfileEnv, a directory in an agent's environment, makes the agent
@@ -71,5 +73,6 @@ func (c *moveCost) end() {
 	c.log.Debug("move cost", "role", c.role, "wall_s", time.Since(c.start).Seconds(),
 		"user_s", tv(ru.Utime)-tv(c.ru.Utime), "sys_s", tv(ru.Stime)-tv(c.ru.Stime),
 		"gc", ms.NumGC-c.gc, "gc_pause_ms", float64(ms.PauseTotalNs-c.pause)/1e6,
-		"heap_MiB", float64(ms.HeapAlloc)/(1<<20), "maxrss_MiB", float64(ru.Maxrss)/1024)
+		"heap_MiB", float64(ms.HeapAlloc)/(1<<20), "maxrss_MiB", float64(ru.Maxrss)/1024,
+		"mono_ms", precopy.MonotonicMs())
 }
