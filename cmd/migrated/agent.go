@@ -74,7 +74,7 @@ removes its control socket.`,
 	f.IntVar(&o.QUICPort, "quic-port", 0, "UDP port of the QUIC transport on the bind IP (default: gossip port + 1)")
 	f.StringVar(&o.Gossip, "gossip", o.Gossip, "gossip timing profile: lan, or local (faster failure detection)")
 	f.DurationVar(&o.Refresh, "refresh", o.Refresh, "interval of node metadata refreshes (load, free memory)")
-	f.IntVar(&nice, "nice", 10, "scheduling niceness of the agent: pre-copy yields the CPU to the tasks it moves (0 keeps the caller's)")
+	f.IntVar(&nice, "nice", 0, "scheduling niceness of the agent (0 keeps the caller's); a positive value makes pre-copy yield the CPU to the tasks it moves, at the cost of a longer move (agents return to nice 0 while a task waits on them)")
 	f.StringVar(&o.CapsOverride, "caps-override", "", "JSON file of capability fields to advertise instead of the probed ones (tests)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
