@@ -195,12 +195,12 @@ func buildMoveFiles(ctx context.Context, t *testing.T, arch, work string, wls []
 func startAgents(ctx context.Context, t *testing.T, pair *Pair) {
 	t.Helper()
 	for i, g := range pair.Guests {
-		// --nice 0: a guest has one emulated vCPU (TCG, about 1/50 of the
-		// host's speed); with the agent at its default nice 10 a running
-		// workload leaves it so little CPU that its QUIC session to the
-		// other guest idles out (15 s) in pre-copy round 0, and its gossip
-		// misses pings (measured: gowork and mixed failed so, paused and
-		// sleeping workloads did not).
+		// --nice 0, whatever the default: a guest has one emulated vCPU
+		// (TCG, about 1/50 of the host's speed); with the agent at nice 10
+		// a running workload left it so little CPU that its session to the
+		// other guest failed in pre-copy round 0 and its gossip missed
+		// pings (measured: gowork and mixed failed so, paused and sleeping
+		// workloads did not).
 		argv := []string{"/bin/migrated", "agent", "--name", g.Name, "--bind", g.Addr.String(), "--insecure", "--nice", "0"}
 		if i == 1 {
 			argv = append(argv, "--join", pair.Guests[0].Addr.String())
