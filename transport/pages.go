@@ -455,16 +455,27 @@ func (p *pageSender) writeLoop(st *quic.SendStream) {
 	}
 }
 
-// writeFrame writes one frame. The deadline covers the whole frame: a frame
-// is at most a few MiB and is only written once the bandwidth cap allows
-// it, so StallTimeout (tens of seconds) means the receiver stopped reading.
-// One Write per frame: smaller writes cost a hand-off to quic-go's
-// connection goroutine each.
+// writeFrame writes one frame in chunks of frameWriteChunk, renewing the
+// write deadline before each: StallTimeout means "no progress for that
+// long", not "slower than one frame per StallTimeout". With several frames
+// of a few MiB in flight on a slow path (two TCG guests on a loaded machine
+// move 0.3-0.5 MB/s), one frame can wait behind the others for longer than
+// the timeout while bytes keep flowing. A chunk is large enough that the
+// hand-off to quic-go's connection goroutine per Write stays cheap.
 func writeFrame(st *quic.SendStream, b []byte, stall time.Duration) error {
-	st.SetWriteDeadline(time.Now().Add(stall))
-	_, err := st.Write(b)
-	return err
+	for len(b) > 0 {
+		n := min(len(b), frameWriteChunk)
+		st.SetWriteDeadline(time.Now().Add(stall))
+		if _, err := st.Write(b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
 }
+
+// frameWriteChunk is how much of a frame one Write hands to quic-go.
+const frameWriteChunk = 256 << 10
 
 // ReceivePages starts handing the pages the peer sends to sink; it returns
 // at once. Call it once, on the accepting side, before the peer's first
