@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/migrated
 PKGS     := ./...
 
-.PHONY: all build deps test test-unit demo bench e2e-power generate fuzz-smoke vet clean
+.PHONY: all build deps test test-unit demo bench e2e-power e2e-power-le generate fuzz-smoke vet clean
 
 all: build
 
@@ -13,10 +13,13 @@ build:
 deps:
 	bash e2e/deps.sh
 
-# The whole default suite, as CI runs it (root: the engine and e2e tests need it).
+# The whole default suite, as CI runs it (root: the engine and e2e tests need
+# it): every package's tests (the i386 ones inside an x86_64 guest), then the
+# ppc64le pairs of the POWER tier (big-endian pairs: make e2e-power).
 test: deps build
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 25m $(PKGS)
+	$(MAKE) e2e-power-le
 
 # Fast tests only, no root needed.
 test-unit:
@@ -37,6 +40,10 @@ bench: deps build
 
 e2e-power:
 	bash e2e/power/run.sh
+
+# The ppc64le pairs only (no big-endian kernel needed): what make test runs.
+e2e-power-le:
+	MIGRATED_E2E_POWER_ARCHES=ppc64le bash e2e/power/run.sh
 
 generate:
 	cd image && PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) generate ./...

@@ -64,6 +64,7 @@ func TestPowerMoveRefused(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			needArches(t, tc.arch0, tc.arch1)
 			ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 			defer cancel()
 			work := keptWorkDir(t)

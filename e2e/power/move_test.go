@@ -114,6 +114,7 @@ func TestPowerMove(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.arch, func(t *testing.T) {
+			needArches(t, tc.arch)
 			ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 			defer cancel()
 			work := keptWorkDir(t)
