@@ -58,36 +58,41 @@ func TestPagemapEntries(t *testing.T) {
 	}
 }
 
-// TestSoftDirtyRuns checks what the soft-dirty tracker reports from pagemap
-// entries: soft-dirty pages, and pages the destination holds data for that
-// the task dropped. (The tracker itself cannot run on this amd64 kernel,
-// which lacks CONFIG_MEM_SOFT_DIRTY; the POWER guests run it.)
+// TestSoftDirtyRuns checks what the soft-dirty tracker makes of pagemap
+// entries: soft-dirty pages holding data go to the contents check (their
+// indices in the VMA); pages the destination holds data for that the task
+// dropped, and soft-dirty pages holding none, are dirty as they are. (The
+// tracker itself cannot run on this amd64 kernel, which lacks
+// CONFIG_MEM_SOFT_DIRTY; the POWER guests and e2e/x86guest run it.)
 func TestSoftDirtyRuns(t *testing.T) {
 	const ps = 0x1000
 	tests := []struct {
-		name string
-		ents []uint64
-		sent []bool
-		kind image.VMAKind
-		want []Range
+		name    string
+		ents    []uint64
+		hashes  []uint64 // of what the destination holds, 0: nothing of its own
+		kind    image.VMAKind
+		want    []Range
+		wantIdx []uint32
 	}{
-		{"clean", []uint64{pmPresent, pmPresent}, []bool{true, true}, image.VMAKind_VMA_ANON_PRIVATE, nil},
-		{"soft-dirty pages merge into runs",
+		{"clean", []uint64{pmPresent, pmPresent}, []uint64{7, 7}, image.VMAKind_VMA_ANON_PRIVATE, nil, nil},
+		{"soft-dirty pages holding data are checked by contents",
 			[]uint64{pmPresent | pmSoftDirty, pmPresent | pmSoftDirty, pmPresent, pmSwapped | pmSoftDirty},
-			nil, image.VMAKind_VMA_ANON_PRIVATE, []Range{{0x10000, 0x12000}, {0x13000, 0x14000}}},
-		{"sent, then dropped", []uint64{0, pmPresent, 0}, []bool{true, true, false}, image.VMAKind_VMA_ANON_PRIVATE,
-			[]Range{{0x10000, 0x11000}}},
-		{"private file page back to the file's", []uint64{pmPresent | pmFileShared, pmPresent}, []bool{true, true},
-			image.VMAKind_VMA_FILE_PRIVATE, []Range{{0x10000, 0x11000}}},
+			nil, image.VMAKind_VMA_ANON_PRIVATE, nil, []uint32{16, 17, 19}},
+		{"sent, then dropped", []uint64{0, pmPresent, 0}, []uint64{7, 7, 0}, image.VMAKind_VMA_ANON_PRIVATE,
+			[]Range{{0x10000, 0x11000}}, nil},
+		{"soft-dirty and dropped", []uint64{pmSoftDirty, pmSoftDirty}, []uint64{7, 0}, image.VMAKind_VMA_ANON_PRIVATE,
+			[]Range{{0x10000, 0x12000}}, nil},
+		{"private file page back to the file's", []uint64{pmPresent | pmFileShared, pmPresent}, []uint64{7, 7},
+			image.VMAKind_VMA_FILE_PRIVATE, []Range{{0x10000, 0x11000}}, nil},
 	}
 	for _, tt := range tests {
 		ents, err := decodePagemap(entriesBytes(tt.ents...), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := appendDirtyRuns(nil, 0x10000, ps, ents, tt.sent, tt.kind)
-		if !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		got, idx := classifyDirty(nil, nil, 0x10000, 0, ps, ents, tt.hashes, tt.kind)
+		if !reflect.DeepEqual(got, tt.want) || !reflect.DeepEqual(idx, tt.wantIdx) {
+			t.Errorf("%s: %v %v, want %v %v", tt.name, got, idx, tt.want, tt.wantIdx)
 		}
 	}
 }
@@ -108,10 +113,15 @@ func FuzzDecodePagemap(f *testing.F) {
 		if len(ents) != len(b)/8 {
 			t.Fatalf("%d entries from %d bytes", len(ents), len(b))
 		}
-		runs := appendDirtyRuns(nil, 0, 1, ents, nil, image.VMAKind_VMA_ANON_PRIVATE)
+		runs, idx := classifyDirty(nil, nil, 0, 0, 1, ents, nil, image.VMAKind_VMA_ANON_PRIVATE)
 		for i, r := range runs {
 			if r.End <= r.Start || r.End > uint64(len(ents)) || (i > 0 && runs[i-1].End >= r.Start) {
 				t.Fatalf("bad runs %v", runs)
+			}
+		}
+		for i, x := range idx {
+			if int(x) >= len(ents) || (i > 0 && idx[i-1] >= x) {
+				t.Fatalf("bad indices %v", idx)
 			}
 		}
 	})
