@@ -1,6 +1,7 @@
 package hosts_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -74,23 +75,41 @@ func TestMoveRejectedByDestination(t *testing.T) {
 		return nil
 	}})
 	p, pid := startOn(t, env, "simple", "--mode=busy")
+	refusedBoth(t, env, ctx, pid, "page-size")
+	survives(t, env, p, pid)
+}
+
+// checkVerdict is what `migrated check --json` prints.
+type checkVerdict struct {
+	Verdict string `json:"verdict"`
+	Reasons []struct{ Code, Message string }
+}
+
+// checkJSON runs `migrated check PID b --json` on host a.
+func checkJSON(t *testing.T, env *hosts.Env, ctx context.Context, pid int) (checkVerdict, error) {
+	t.Helper()
 	out, err := env.Host(0).Command(ctx, env.Bin, "check", strconv.Itoa(pid), "b", "--json").Output()
-	var verdict struct {
-		Verdict string `json:"verdict"`
-		Reasons []struct{ Code, Message string }
-	}
-	if jerr := json.Unmarshal(out, &verdict); jerr != nil {
+	var v checkVerdict
+	if jerr := json.Unmarshal(out, &v); jerr != nil {
 		t.Fatalf("check --json: %v %v: %s", err, jerr, out)
 	}
-	if err == nil || verdict.Verdict != "reject" || !hasCode(verdict.Reasons, "page-size") {
-		t.Fatalf("check: err %v, verdict %+v; want reject with page-size", err, verdict)
+	return v, err
+}
+
+// refusedBoth checks that check and move both refuse pid toward b naming
+// code, and returns move's output.
+func refusedBoth(t *testing.T, env *hosts.Env, ctx context.Context, pid int, code string) string {
+	t.Helper()
+	v, err := checkJSON(t, env, ctx, pid)
+	if err == nil || v.Verdict != "reject" || !hasCode(v.Reasons, code) {
+		t.Fatalf("check: err %v, verdict %+v; want reject with %s", err, v, code)
 	}
 	mout, err := env.Host(0).Command(ctx, env.Bin, "move", strconv.Itoa(pid), "b").CombinedOutput()
-	if err == nil || !strings.Contains(string(mout), "page-size") {
-		t.Fatalf("move: err %v, output %s; want a refusal naming page-size", err, mout)
+	if err == nil || !strings.Contains(string(mout), code) {
+		t.Fatalf("move: err %v, output %s; want a refusal naming %s", err, mout, code)
 	}
 	t.Logf("move refused:\n%s", mout)
-	survives(t, env, p, pid)
+	return string(mout)
 }
 
 func hasCode(rs []struct{ Code, Message string }, code string) bool {

@@ -1,10 +1,8 @@
 package hosts_test
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,13 +42,8 @@ func TestMoveI386(t *testing.T) {
 			if err := p.WaitProgress(3, 60*time.Second); err != nil {
 				t.Fatal(err)
 			}
-			out, err := a.Command(ctx, env.Bin, "check", strconv.Itoa(pid), "b", "--json").Output()
-			var verdict struct {
-				Verdict string `json:"verdict"`
-				Reasons []struct{ Code, Message string }
-			}
-			if jerr := json.Unmarshal(out, &verdict); err != nil || jerr != nil || verdict.Verdict != "translate" {
-				t.Fatalf("check: %v %v %s; want translate", err, jerr, out)
+			if v, err := checkJSON(t, env, ctx, pid); err != nil || v.Verdict != "translate" {
+				t.Fatalf("check: %v %+v; want translate", err, v)
 			}
 			rep, mout, err := moveJSON(t, env, pid, "b")
 			if err != nil {
@@ -61,17 +54,7 @@ func TestMoveI386(t *testing.T) {
 				t.Fatalf("new pid %d (want %d), on the source %v, on the destination %v",
 					rep.NewPID, pid, a.HasPID(pid), b.HasPID(pid))
 			}
-			before, _ := p.Progress()
-			if err := p.WaitProgress(before+3, 60*time.Second); err != nil {
-				t.Fatalf("no progress on the destination: %v", err)
-			}
-			res, err := p.Finish(pid)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !res.Passed() {
-				t.Fatalf("self-check on the destination: %s", res.Status)
-			}
+			passesOnDestination(t, p, pid, 60*time.Second)
 		})
 	}
 }
@@ -92,21 +75,8 @@ func TestMoveI386Refused(t *testing.T) {
 		return nil
 	}})
 	p, pid := startOn(t, env, "fpthreads-i386")
-	out, err := env.Host(0).Command(ctx, env.Bin, "check", strconv.Itoa(pid), "b", "--json").Output()
-	var verdict struct {
-		Verdict string `json:"verdict"`
-		Reasons []struct{ Code, Message string }
+	if out := refusedBoth(t, env, ctx, pid, "no-compat32"); !strings.Contains(out, "32-bit support") {
+		t.Fatalf("move's refusal does not name 32-bit support:\n%s", out)
 	}
-	if jerr := json.Unmarshal(out, &verdict); jerr != nil {
-		t.Fatalf("check --json: %v %v: %s", err, jerr, out)
-	}
-	if err == nil || verdict.Verdict != "reject" || !hasCode(verdict.Reasons, "no-compat32") {
-		t.Fatalf("check: err %v, verdict %+v; want reject with no-compat32", err, verdict)
-	}
-	mout, err := env.Host(0).Command(ctx, env.Bin, "move", strconv.Itoa(pid), "b").CombinedOutput()
-	if err == nil || !strings.Contains(string(mout), "no-compat32") || !strings.Contains(string(mout), "32-bit") {
-		t.Fatalf("move: err %v, output %s; want a refusal naming 32-bit support", err, mout)
-	}
-	t.Logf("move refused:\n%s", mout)
 	survives(t, env, p, pid)
 }

@@ -65,17 +65,24 @@ func TestMoveWorkloads(t *testing.T) {
 			if !b.HasPID(pid) {
 				t.Fatalf("pid %d is not on the destination", pid)
 			}
-			before, _ := p.Progress()
-			if err := p.WaitProgress(before+3, 30*time.Second); err != nil {
-				t.Fatalf("no progress on the destination: %v", err)
-			}
-			res, err := p.Finish(pid)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !res.Passed() {
-				t.Fatalf("self-check on the destination: %s", res.Status)
-			}
+			passesOnDestination(t, p, pid, 30*time.Second)
 		})
+	}
+}
+
+// passesOnDestination checks a moved workload: it makes progress within
+// wait, then passes its own check.
+func passesOnDestination(t *testing.T, p *workload.Proc, pid int, wait time.Duration) {
+	t.Helper()
+	before, _ := p.Progress()
+	if err := p.WaitProgress(before+3, wait); err != nil {
+		t.Fatalf("no progress on the destination: %v", err)
+	}
+	res, err := p.Finish(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Passed() {
+		t.Fatalf("self-check on the destination: %s", res.Status)
 	}
 }
