@@ -142,28 +142,23 @@ func TestDestinationFailsBeforePrepared(t *testing.T) {
 // pre-copy going long enough).
 func TestDestinationKilledDuringPrecopy(t *testing.T) {
 	env, ctx := setup(t, hosts.Options{Hosts: 2})
-	p, pid := startOn(t, env, "mixed", "--size-mib=128")
-	mv := env.Host(0).Command(ctx, env.Bin, "move", strconv.Itoa(pid), "b", "--max-bandwidth", "8M")
-	var out strings.Builder
-	mv.Stdout, mv.Stderr = &out, &out
-	if err := mv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(3 * time.Second)
-	if err := env.Agents[1].Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if err := mv.Wait(); err == nil {
-		t.Fatalf("move succeeded although the destination agent was killed:\n%s", out.String())
-	}
-	t.Logf("move failed as it should:\n%s", out.String())
-	survives(t, env, p, pid)
+	failDuringPrecopy(t, env, ctx, func() error { return env.Agents[1].Process.Kill() }, nil)
 }
 
 // The link between the hosts goes down during pre-copy: the session times
 // out and the original runs on.
 func TestLinkDownDuringPrecopy(t *testing.T) {
 	env, ctx := setup(t, hosts.Options{Hosts: 2})
+	failDuringPrecopy(t, env, ctx,
+		func() error { return env.Cluster.LinkDown(env.Host(0), env.Host(1)) },
+		func() error { return env.Cluster.LinkUp(env.Host(0), env.Host(1)) })
+}
+
+// failDuringPrecopy starts moving a 128 MiB workload from a to b at 8 MB/s,
+// calls fault 3 s in, waits for the move to fail, calls repair (if any),
+// and checks that the original survived.
+func failDuringPrecopy(t *testing.T, env *hosts.Env, ctx context.Context, fault, repair func() error) {
+	t.Helper()
 	p, pid := startOn(t, env, "mixed", "--size-mib=128")
 	mv := env.Host(0).Command(ctx, env.Bin, "move", strconv.Itoa(pid), "b", "--max-bandwidth", "8M")
 	var out strings.Builder
@@ -172,15 +167,17 @@ func TestLinkDownDuringPrecopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second)
-	if err := env.Cluster.LinkDown(env.Host(0), env.Host(1)); err != nil {
+	if err := fault(); err != nil {
 		t.Fatal(err)
 	}
 	err := mv.Wait()
-	if lerr := env.Cluster.LinkUp(env.Host(0), env.Host(1)); lerr != nil {
-		t.Fatal(lerr)
+	if repair != nil {
+		if rerr := repair(); rerr != nil {
+			t.Fatal(rerr)
+		}
 	}
 	if err == nil {
-		t.Fatalf("move succeeded over a dead link:\n%s", out.String())
+		t.Fatalf("move succeeded despite the fault:\n%s", out.String())
 	}
 	t.Logf("move failed as it should:\n%s", out.String())
 	survives(t, env, p, pid)
