@@ -9,6 +9,7 @@ import (
 	"github.com/migrated/migrated/checkpoint"
 	"github.com/migrated/migrated/image"
 	"github.com/migrated/migrated/internal/procfs"
+	"github.com/migrated/migrated/internal/uffd"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,7 +31,7 @@ type uffdTracker struct {
 	// untrackable are ranges the kernel refused to register: they are
 	// reported Fresh by every Sync.
 	untrackable Ranges
-	vec         []pageRegion
+	vec         []uffd.PageRegion
 	armed       bool
 	// Stats
 	Scans int
@@ -38,7 +39,7 @@ type uffdTracker struct {
 
 // Features the tracker asks for; WP_HUGETLBFS_SHMEM is added when the
 // kernel has it (write-protect of shared anonymous memory).
-const uffdWantFeatures = uffdFeatureWPAsync | uffdFeatureWPUnpopulated
+const uffdWantFeatures = uffd.FeatureWPAsync | uffd.FeatureWPUnpopulated
 
 // newUFFDTracker creates the task's userfaultfd (freezing the task for the
 // few injected calls this takes) and enables asynchronous write-protect on
@@ -61,10 +62,10 @@ func newUFFDTracker(pid int) (*uffdTracker, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &uffdTracker{pid: pid, uffd: fd, vec: make([]pageRegion, 4096)}
-	t.features = uffdWantFeatures | supported&uffdFeatureWPHugetlbfsShmem
-	api := uffdioAPI{API: uffdAPI, Features: t.features}
-	if err := ioctlPtr(fd, uffdioAPIReq, unsafe.Pointer(&api)); err != nil {
+	t := &uffdTracker{pid: pid, uffd: fd, vec: make([]uffd.PageRegion, 4096)}
+	t.features = uffdWantFeatures | supported&uffd.FeatureWPHugetlbfsShmem
+	api := uffd.APIArgs{API: uffd.API, Features: t.features}
+	if err := ioctlPtr(fd, uffd.ReqAPI, unsafe.Pointer(&api)); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("UFFDIO_API on the userfaultfd of %d: %w", pid, err)
 	}
@@ -86,8 +87,8 @@ func pagemapScanProbe() error {
 		return fmt.Errorf("%w: %w", err, ErrUnavailable)
 	}
 	defer pm.Close()
-	t := &uffdTracker{pid: os.Getpid(), pagemap: pm, vec: make([]pageRegion, 1)}
-	if err := t.scan(Range{0, uint64(os.Getpagesize())}, 0, 0, pageIsPresent, pageIsPresent, func(pageRegion) {}); err != nil {
+	t := &uffdTracker{pid: os.Getpid(), pagemap: pm, vec: make([]uffd.PageRegion, 1)}
+	if err := t.scan(Range{0, uint64(os.Getpagesize())}, 0, 0, uffd.PageIsPresent, uffd.PageIsPresent, func(uffd.PageRegion) {}); err != nil {
 		return fmt.Errorf("%w: %w", err, ErrUnavailable)
 	}
 	return nil
@@ -97,33 +98,16 @@ func pagemapScanProbe() error {
 // on a throwaway userfaultfd of our own (UFFDIO_API may be called once per
 // fd, so the task's fd cannot be asked first).
 func uffdSupportedFeatures() (uint64, error) {
-	fd, err := userfaultfdSelf()
+	fd, err := uffd.OpenSelf()
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%w: %w", err, ErrUnavailable)
 	}
 	defer unix.Close(fd)
-	api := uffdioAPI{API: uffdAPI}
-	if err := ioctlPtr(fd, uffdioAPIReq, unsafe.Pointer(&api)); err != nil {
+	api := uffd.APIArgs{API: uffd.API}
+	if err := ioctlPtr(fd, uffd.ReqAPI, unsafe.Pointer(&api)); err != nil {
 		return 0, fmt.Errorf("UFFDIO_API probe: %w: %w", err, ErrUnavailable)
 	}
 	return api.Features, nil
-}
-
-// userfaultfdSelf opens a userfaultfd of this process, user-mode faults only
-// (allowed without privilege), falling back to plain flags for kernels
-// before 5.11.
-func userfaultfdSelf() (int, error) {
-	for _, extra := range []uintptr{uffdUserModeOnly, 0} {
-		r, _, e := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK|extra, 0, 0)
-		if e == 0 {
-			return int(r), nil
-		}
-		if e == unix.EINVAL && extra != 0 {
-			continue
-		}
-		return -1, fmt.Errorf("userfaultfd: %w: %w", e, ErrUnavailable)
-	}
-	return -1, ErrUnavailable
 }
 
 // takeUserfaultfd freezes pid, creates a userfaultfd inside it, copies it to
@@ -159,32 +143,14 @@ func takeUserfaultfd(pid int) (fd int, err error) {
 		}
 	}()
 	sc := f.Arch.Syscalls()
-	// O_CLOEXEC and O_NONBLOCK have the same values on x86 and powerpc
-	// (include/uapi/asm-generic/fcntl.h), whatever the task's bitness.
-	flags := uint64(unix.O_CLOEXEC | unix.O_NONBLOCK)
-	var tfd uint64
-	for _, extra := range []uint64{uffdUserModeOnly, 0} {
-		tfd, err = in.Call("userfaultfd", sc.Userfaultfd, flags|extra)
-		if errors.Is(err, unix.EINVAL) && extra != 0 {
-			continue
-		}
-		break
+	fd, err = uffd.CreateIn(pid, in.Call, sc.Userfaultfd, sc.Close)
+	if errors.Is(err, uffd.ErrCloseInTask) {
+		return -1, err
 	}
 	if err != nil {
 		// The call failed in the task (its errno) or the injection did:
 		// either way this method is out for this task.
-		return -1, fmt.Errorf("task %d: %w: %w", pid, err, ErrUnavailable)
-	}
-	fd, getErr := getfd(pid, int(tfd))
-	// Close it in the task whatever happened: the task must not keep it.
-	if _, cerr := in.Call("close", sc.Close, tfd); cerr != nil {
-		if getErr == nil {
-			unix.Close(fd)
-		}
-		return -1, fmt.Errorf("close the userfaultfd %d in task %d: %w", tfd, pid, cerr)
-	}
-	if getErr != nil {
-		return -1, getErr
+		return -1, fmt.Errorf("%w: %w", err, ErrUnavailable)
 	}
 	return fd, nil
 }
@@ -207,19 +173,6 @@ func noSeccomp(pid int) error {
 		return fmt.Errorf("task %d (seccomp mode %d): %w: %w", pid, st.Seccomp, ErrSeccomp, ErrUnavailable)
 	}
 	return nil
-}
-
-func getfd(pid, targetFD int) (int, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
-	fd, err := unix.PidfdGetfd(pidfd, targetFD, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd fd %d of %d: %w", targetFD, pid, err)
-	}
-	return fd, nil
 }
 
 func (t *uffdTracker) Kind() Kind { return KindUFFD }
@@ -249,7 +202,7 @@ func (t *uffdTracker) Sync(vmas []*image.VMA, frozen bool) (*Delta, error) {
 		var unreg []Range
 		if t.armed {
 			// Pages of VMAs without PAGE_IS_WPALLOWED: not registered.
-			err := t.scan(vr, 0, pageIsWPAllowed, pageIsWPAllowed, pageIsWPAllowed, func(r pageRegion) {
+			err := t.scan(vr, 0, uffd.PageIsWPAllowed, uffd.PageIsWPAllowed, uffd.PageIsWPAllowed, func(r uffd.PageRegion) {
 				unreg = append(unreg, Range{r.Start, r.End})
 			})
 			if err != nil {
@@ -262,7 +215,7 @@ func (t *uffdTracker) Sync(vmas []*image.VMA, frozen bool) (*Delta, error) {
 		fresh = append(fresh, unregR...)
 		for _, r := range (Ranges{vr}).Subtract(unregR) {
 			var written []Range
-			err := t.scan(r, pmScanWPMatching|pmScanCheckWPAsync, 0, pageIsWritten, pageIsWritten, func(pr pageRegion) {
+			err := t.scan(r, uffd.ScanWPMatching|uffd.ScanCheckWPAsync, 0, uffd.PageIsWritten, uffd.PageIsWritten, func(pr uffd.PageRegion) {
 				written = append(written, Range{pr.Start, pr.End})
 			})
 			if errors.Is(err, unix.EPERM) {
@@ -330,21 +283,21 @@ func (rs Ranges) intersectAll(o Ranges) Ranges {
 // protect registers r for write-protect tracking and protects it (holes
 // too: WP_UNPOPULATED puts markers where no page is yet).
 func (t *uffdTracker) protect(r Range) error {
-	reg := uffdioRegister{Range: uffdioRange{Start: r.Start, Len: r.Len()}, Mode: uffdioRegisterModeWP}
-	if err := ioctlPtr(t.uffd, uffdioRegisterReq, unsafe.Pointer(&reg)); err != nil {
+	reg := uffd.RegisterArgs{Range: uffd.Range{Start: r.Start, Len: r.Len()}, Mode: uffd.RegisterModeWP}
+	if err := ioctlPtr(t.uffd, uffd.ReqRegister, unsafe.Pointer(&reg)); err != nil {
 		return fmt.Errorf("UFFDIO_REGISTER %s: %w", r, err)
 	}
-	wp := uffdioWriteprotect{Range: uffdioRange{Start: r.Start, Len: r.Len()}, Mode: uffdioWriteprotectModeWP}
-	if err := ioctlPtr(t.uffd, uffdioWriteprotectReq, unsafe.Pointer(&wp)); err != nil {
+	wp := uffd.WriteprotectArgs{Range: uffd.Range{Start: r.Start, Len: r.Len()}, Mode: uffd.WriteprotectModeWP}
+	if err := ioctlPtr(t.uffd, uffd.ReqWriteprotect, unsafe.Pointer(&wp)); err != nil {
 		return fmt.Errorf("UFFDIO_WRITEPROTECT %s: %w", r, err)
 	}
 	return nil
 }
 
 // scan runs PAGEMAP_SCAN over r and calls fn for each region returned.
-func (t *uffdTracker) scan(r Range, flags, inverted, mask, ret uint64, fn func(pageRegion)) error {
-	arg := pmScanArg{
-		Size:             uint64(unsafe.Sizeof(pmScanArg{})),
+func (t *uffdTracker) scan(r Range, flags, inverted, mask, ret uint64, fn func(uffd.PageRegion)) error {
+	arg := uffd.ScanArgs{
+		Size:             uint64(unsafe.Sizeof(uffd.ScanArgs{})),
 		Flags:            flags,
 		End:              r.End,
 		Vec:              uint64(uintptr(unsafe.Pointer(&t.vec[0]))),
@@ -356,7 +309,7 @@ func (t *uffdTracker) scan(r Range, flags, inverted, mask, ret uint64, fn func(p
 	for start := r.Start; start < r.End; {
 		arg.Start = start
 		arg.WalkEnd = 0
-		n, err := ioctlRet(int(t.pagemap.Fd()), pagemapScanReq, unsafe.Pointer(&arg))
+		n, err := uffd.Ioctl(int(t.pagemap.Fd()), uffd.ReqPagemapScan, unsafe.Pointer(&arg))
 		t.Scans++
 		if err == unix.EINTR {
 			continue
@@ -388,14 +341,14 @@ func (t *uffdTracker) Close() error {
 			if v.Special() {
 				continue
 			}
-			rg := uffdioRange{Start: v.Start, Len: v.End - v.Start}
-			wp := uffdioWriteprotect{Range: rg}
+			rg := uffd.Range{Start: v.Start, Len: v.End - v.Start}
+			wp := uffd.WriteprotectArgs{Range: rg}
 			// ENOENT/EINVAL: not registered (by us) or not registrable.
-			if err := ioctlPtr(t.uffd, uffdioWriteprotectReq, unsafe.Pointer(&wp)); err != nil &&
+			if err := ioctlPtr(t.uffd, uffd.ReqWriteprotect, unsafe.Pointer(&wp)); err != nil &&
 				err != unix.ENOENT && err != unix.EINVAL && err != unix.ESRCH && first == nil {
 				first = fmt.Errorf("uffd-wp: unprotect %#x-%#x: %w", v.Start, v.End, err)
 			}
-			if err := ioctlPtr(t.uffd, uffdioUnregisterReq, unsafe.Pointer(&rg)); err != nil &&
+			if err := ioctlPtr(t.uffd, uffd.ReqUnregister, unsafe.Pointer(&rg)); err != nil &&
 				err != unix.EINVAL && err != unix.ESRCH && first == nil {
 				first = fmt.Errorf("uffd-wp: unregister %#x-%#x: %w", v.Start, v.End, err)
 			}
@@ -411,14 +364,6 @@ func (t *uffdTracker) Close() error {
 }
 
 func ioctlPtr(fd int, req uintptr, arg unsafe.Pointer) error {
-	_, err := ioctlRet(fd, req, arg)
+	_, err := uffd.Ioctl(fd, req, arg)
 	return err
-}
-
-func ioctlRet(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
-	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
 }
