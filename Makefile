@@ -30,11 +30,15 @@ demo: deps build
 	./$(BIN) demo
 
 # Benchmarks, side by side in one run each: the live move between two
-# namespace hosts (256 MiB and 1 GiB), checkpoint/restore through an image,
-# the page stream against plain QUIC. Root. BENCH_DOWNTIME sets
-# --downtime-limit for the moves.
+# namespace hosts (256 MiB and 1 GiB) against CRIU 4's page-server dump and
+# restore of the same workload (CRIU is unpacked into the e2e cache by
+# e2e/criu/fetch.sh; MIGRATED_CRIU=off leaves it out), checkpoint/restore
+# through an image, the page stream against plain QUIC. Root. BENCH_DOWNTIME
+# sets --downtime-limit for the moves; BENCH_TIMES how many moves of each
+# (default 1).
+BENCH_TIMES ?= 1
 bench: deps build
-	MIGRATED_BENCH_DOWNTIME=$(BENCH_DOWNTIME) $(GO) test -run '^$$' -bench BenchmarkMove -benchtime 1x -v ./e2e/hosts
+	MIGRATED_BENCH_DOWNTIME=$(BENCH_DOWNTIME) $(GO) test -timeout 60m -run '^$$' -bench BenchmarkMove -benchtime $(BENCH_TIMES)x -v ./e2e/hosts
 	$(GO) test -run '^$$' -bench BenchmarkCheckpointRestore -benchtime 1x ./e2e/engine
 	$(GO) test -run '^$$' -bench 'BenchmarkPageStreamVsRaw' -benchtime 1x ./transport
 

@@ -8,9 +8,11 @@ set -euo pipefail
 # gadget tests run the generated code under qemu-user and disassemble it;
 # qemu-system-x86: e2e/x86guest runs the i386 tests in an x86_64 guest (this
 # kind of VM has IA-32 emulation off); the guest kernel is fetched by the test.
+# patchelf: make bench runs CRIU 4 side by side, unpacked from a newer suite by
+# e2e/criu/fetch.sh, which points its binary at the unpacked libraries.
 pkgs=(gcc gcc-multilib libc6-dev python3 iproute2 util-linux protobuf-compiler cpio
   qemu-user binutils-powerpc64le-linux-gnu binutils-powerpc64-linux-gnu binutils-powerpc-linux-gnu
-  qemu-system-x86)
+  qemu-system-x86 patchelf)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -33,17 +33,27 @@ func vmHWM(pid int) float64 {
 // half random, a quarter text, 1000 dirty pages/s) between two namespace
 // hosts with `migrated move` and reports: the downtime the agent measured
 // (freeze to Running), the longest gap in the workload's own 1 ms heartbeat,
-// the total time, memory and wire bytes, and both agents' peak RSS. CRIU
-// 4.2.1's page-server dump + restore on this machine (FACTS.md): 1.36 s
-// downtime and 269 MB for 256 MiB, 3.48 s and 1076 MB for 1 GiB.
+// the total time, memory and wire bytes, and both agents' peak RSS. Then,
+// where CRIU 4 is at hand (see criuBinary), CRIU's page-server dump +
+// restore moves the same workload between the same hosts as many times
+// (alternately before and after ours), and the benchmark reports its figures (criu-*) and ours as ratios of its
+// (vs-criu-*). FACTS.md measured CRIU 4.2.1 here once: 1.36 s downtime,
+// 1.48 s total and 269 MB for 256 MiB; 3.48 s, 3.58 s and 1076 MB for 1 GiB.
 // MIGRATED_BENCH_DOWNTIME sets --downtime-limit (default: the agent's 300ms).
 func BenchmarkMove(b *testing.B) {
+	criu, noCRIU := criuBinary(b)
+	var criuDir string
+	if criu == "" {
+		b.Logf("no CRIU side by side: %s", noCRIU)
+	} else {
+		criuDir = criuTmpfs(b)
+	}
 	for _, mib := range []int{256, 1024} {
 		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
 			env, ctx := setupB(b)
 			set := workload.Build(b)
 			// MIGRATED_BENCH_RENICE=N runs both agents at nice N (they
-			// start at their default, 10).
+			// start at their default, 0).
 			if v := os.Getenv("MIGRATED_BENCH_RENICE"); v != "" {
 				n, err := strconv.Atoi(v)
 				if err != nil {
@@ -54,7 +64,8 @@ func BenchmarkMove(b *testing.B) {
 				}
 			}
 			var down, gap, total, mem, wire, rssA, rssB, cpuSrc, cpuDst float64
-			for i := 0; i < b.N; i++ {
+			var cDown, cTotal, cPages float64
+			ours := func(i int) {
 				p := set.Start(b, "mixed", env.WorkloadOpts(ctx, env.Host(i%2), fmt.Sprintf("--size-mib=%d", mib)))
 				pid, err := p.WaitReady()
 				if err != nil {
@@ -94,9 +105,37 @@ func BenchmarkMove(b *testing.B) {
 				mem += float64(rep.MemoryBytes)
 				wire += float64(rep.WireBytes)
 			}
+			crius := func(i int) {
+				r := criuMove(b, env, ctx, set, criu, criuDir, mib, i%2, (i+1)%2)
+				cDown += r.downtimeMs
+				cTotal += r.totalMs
+				cPages += float64(r.pageBytes)
+			}
+			for i := 0; i < b.N; i++ {
+				// Each goes first every other time: the one that runs
+				// second finds the machine's memory in another state.
+				switch {
+				case criu == "":
+					ours(i)
+				case i%2 == 0:
+					ours(i)
+					crius(i)
+				default:
+					crius(i)
+					ours(i)
+				}
+			}
 			rssA = vmHWM(env.Agents[0].Process.RootPID)
 			rssB = vmHWM(env.Agents[1].Process.RootPID)
 			n := float64(b.N)
+			if criu != "" {
+				b.ReportMetric(cDown/n, "criu-downtime-ms")
+				b.ReportMetric(cTotal/n, "criu-total-ms")
+				b.ReportMetric(cPages/mem, "criu-wire/memory")
+				b.ReportMetric(gap/cDown, "vs-criu-downtime")
+				b.ReportMetric(total/cTotal, "vs-criu-total")
+				b.ReportMetric(wire/cPages, "vs-criu-wire")
+			}
 			b.ReportMetric(down/n, "downtime-ms")
 			b.ReportMetric(gap/n, "heartbeat-gap-ms")
 			b.ReportMetric(total/n, "total-ms")
