@@ -26,31 +26,8 @@ if [ -x "$out/bin/criu" ] && [ -s "$out/version" ] && "$out/bin/criu" --version 
 fi
 command -v patchelf >/dev/null || { echo "criu-fetch: patchelf is missing (apt-get install patchelf)" >&2; exit 1; }
 
-read -r uri signed < <(power_apt_mirror /etc/apt) || { echo "criu-fetch: no apt source for suite bookworm found in /etc/apt" >&2; exit 1; }
-[ -n "$signed" ] || signed=/usr/share/keyrings/debian-archive-keyring.gpg
-log "mirror from the machine's apt sources: $uri, suite $suite"
-
 apt_dir="$cache/apt-criu-$suite"
-mkdir -p "$apt_dir/etc/preferences.d" "$apt_dir/etc/sources.list.d" "$apt_dir/lists/partial" \
-  "$apt_dir/cache/archives/partial" "$apt_dir/state" "$apt_dir/download"
-echo "deb [arch=amd64 signed-by=$signed] $uri $suite main" > "$apt_dir/etc/sources.list"
-: > "$apt_dir/state/status"
-apt_opts=(
-  -o Dir::Etc::SourceList="$apt_dir/etc/sources.list"
-  -o Dir::Etc::SourceParts="$apt_dir/etc/sources.list.d"
-  -o Dir::Etc::Preferences="$apt_dir/etc/preferences"
-  -o Dir::Etc::PreferencesParts="$apt_dir/etc/preferences.d"
-  -o Dir::State="$apt_dir/state"
-  -o Dir::State::Lists="$apt_dir/lists"
-  -o Dir::State::status="$apt_dir/state/status"
-  -o Dir::Cache="$apt_dir/cache"
-  -o APT::Architecture=amd64
-  -o APT::Architectures::=amd64
-  -o Acquire::Languages=none
-  -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
-  -o APT::Sandbox::User=root
-)
-apt-get "${apt_opts[@]}" -q update >&2
+power_private_apt "$apt_dir" amd64 "$suite" || { echo "criu-fetch: cannot set up apt for suite $suite" >&2; exit 1; }
 
 version="$(apt-cache "${apt_opts[@]}" show criu | awk '$1 == "Version:" { print $2; exit }')"
 case "$version" in

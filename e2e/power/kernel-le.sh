@@ -24,31 +24,8 @@ if complete; then
   exit 0
 fi
 
-read -r uri signed < <(power_apt_mirror /etc/apt) || { echo "kernel-le: no apt source for suite bookworm found in /etc/apt" >&2; exit 1; }
-[ -n "$signed" ] || signed=/usr/share/keyrings/debian-archive-keyring.gpg
-power_log "ppc64el kernel: mirror from the machine's apt sources: $uri"
-
 apt_dir="$cache/apt-ppc64el"
-mkdir -p "$apt_dir/etc/preferences.d" "$apt_dir/etc/sources.list.d" "$apt_dir/lists/partial" \
-  "$apt_dir/cache/archives/partial" "$apt_dir/state" "$apt_dir/download"
-echo "deb [arch=ppc64el signed-by=$signed] $uri bookworm main" > "$apt_dir/etc/sources.list"
-: > "$apt_dir/state/status"
-apt_opts=(
-  -o Dir::Etc::SourceList="$apt_dir/etc/sources.list"
-  -o Dir::Etc::SourceParts="$apt_dir/etc/sources.list.d"
-  -o Dir::Etc::Preferences="$apt_dir/etc/preferences"
-  -o Dir::Etc::PreferencesParts="$apt_dir/etc/preferences.d"
-  -o Dir::State="$apt_dir/state"
-  -o Dir::State::Lists="$apt_dir/lists"
-  -o Dir::State::status="$apt_dir/state/status"
-  -o Dir::Cache="$apt_dir/cache"
-  -o APT::Architecture=ppc64el
-  -o APT::Architectures::=ppc64el
-  -o Acquire::Languages=none
-  -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
-  -o APT::Sandbox::User=root
-)
-apt-get "${apt_opts[@]}" -q update
+power_private_apt "$apt_dir" ppc64el bookworm || { echo "kernel-le: cannot set up apt for ppc64el" >&2; exit 1; }
 
 # The meta package depends on exactly one real image package.
 image="$(apt-cache "${apt_opts[@]}" depends linux-image-powerpc64le |

@@ -67,6 +67,39 @@ power_apt_mirror() {
   return 1
 }
 
+# power_private_apt DIR ARCH SUITE sets up a private apt configuration in DIR
+# for packages of ARCH from SUITE (main) of the machine's own bookworm mirror:
+# its own sources list and its own state, lists and cache directories, so the
+# machine's dpkg architectures and apt state are left alone. It sets the
+# global array apt_opts (pass it to apt-get and apt-cache), creates
+# DIR/download, and runs apt-get update. No host name is written anywhere.
+power_private_apt() {
+  local dir="$1" arch="$2" suite="$3" uri signed
+  read -r uri signed < <(power_apt_mirror /etc/apt) || { echo "no apt source for suite bookworm found in /etc/apt" >&2; return 1; }
+  [ -n "$signed" ] || signed=/usr/share/keyrings/debian-archive-keyring.gpg
+  power_log "apt for $arch $suite: mirror from the machine's apt sources: $uri"
+  mkdir -p "$dir/etc/preferences.d" "$dir/etc/sources.list.d" "$dir/lists/partial" \
+    "$dir/cache/archives/partial" "$dir/state" "$dir/download"
+  echo "deb [arch=$arch signed-by=$signed] $uri $suite main" > "$dir/etc/sources.list"
+  : > "$dir/state/status"
+  apt_opts=(
+    -o Dir::Etc::SourceList="$dir/etc/sources.list"
+    -o Dir::Etc::SourceParts="$dir/etc/sources.list.d"
+    -o Dir::Etc::Preferences="$dir/etc/preferences"
+    -o Dir::Etc::PreferencesParts="$dir/etc/preferences.d"
+    -o Dir::State="$dir/state"
+    -o Dir::State::Lists="$dir/lists"
+    -o Dir::State::status="$dir/state/status"
+    -o Dir::Cache="$dir/cache"
+    -o APT::Architecture="$arch"
+    -o APT::Architectures::="$arch"
+    -o Acquire::Languages=none
+    -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
+    -o APT::Sandbox::User=root
+  )
+  apt-get "${apt_opts[@]}" -q update >&2
+}
+
 # power_xgcc_dir prints where deps.sh unpacks the powerpc cross gcc drivers;
 # put "$(power_xgcc_dir)/usr/bin" first in PATH to use them.
 power_xgcc_dir() {
