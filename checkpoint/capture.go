@@ -404,6 +404,17 @@ func (f *Frozen) captureThread(th *inject.Thread) (*image.Thread, error) {
 	if c, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", f.PID, th.TID)); err == nil {
 		it.Comm = string(bytes.TrimSuffix(c, []byte("\n")))
 	}
+	// Niceness is per thread; a thread restored without it would take the
+	// restoring process's.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", f.PID, th.TID))
+	if err != nil {
+		return nil, fmt.Errorf("thread %d: %w", th.TID, err)
+	}
+	st, err := procfs.ParseStat(b)
+	if err != nil {
+		return nil, fmt.Errorf("thread %d: %w", th.TID, err)
+	}
+	it.Nice = int32(st.Nice)
 	return it, nil
 }
 

@@ -1674,7 +1674,7 @@ type Thread struct {
 	Pending       []*SigInfo             `protobuf:"bytes,9,rep,name=pending,proto3" json:"pending,omitempty"`
 	Comm          string                 `protobuf:"bytes,10,opt,name=comm,proto3" json:"comm,omitempty"`
 	// nice is the thread's scheduling niceness (-20..19): a restored thread
-	// would otherwise inherit its restorer's (an agent runs niced).
+	// would otherwise inherit its restorer's. checkpoint reads it, restore sets it.
 	Nice          int32 `protobuf:"varint,11,opt,name=nice,proto3" json:"nice,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -145,6 +145,14 @@ func (p *Process) finish() error {
 		if err := p.setRegisters(tb); err != nil {
 			return fmt.Errorf("thread %d: %w", tb.img.Tid, err)
 		}
+		// From here, not from inside the thread: a nice below the
+		// task's limit takes our CAP_SYS_NICE.
+		if n := tb.img.Nice; n < -20 || n > 19 {
+			return fmt.Errorf("%w: thread %d: nice %d", ErrBadImage, tb.img.Tid, n)
+		}
+		if err := unix.Setpriority(unix.PRIO_PROCESS, tb.th.TID, int(tb.img.Nice)); err != nil {
+			return fmt.Errorf("thread %d: nice %d: %w", tb.img.Tid, tb.img.Nice, err)
+		}
 	}
 	return nil
 }

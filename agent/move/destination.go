@@ -303,10 +303,6 @@ func (d *destination) final(t *image.Task) error {
 		return err
 	}
 	phase(d.log, "finished")
-	if err := applyNice(d.proc.PID, t); err != nil {
-		d.fail("restore", err.Error())
-		return err
-	}
 	if d.opts.FailBeforePrepared {
 		d.fail("test-failure", "the destination was told to fail before Prepared")
 		return errors.New("failing before Prepared, as told")

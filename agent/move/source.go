@@ -191,7 +191,6 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 		return backOut(err)
 	}
 	task.Header.MoveId = id
-	recordNice(pid, task)
 	if task.Manifest, err = manifestOf(task); err != nil {
 		return backOut(err)
 	}

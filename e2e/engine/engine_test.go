@@ -3,8 +3,10 @@ package engine_test
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/migrated/migrated/checkpoint"
 	"github.com/migrated/migrated/e2e/workload"
 	"github.com/migrated/migrated/image"
+	"github.com/migrated/migrated/internal/procfs"
 	"github.com/migrated/migrated/restore"
 )
 
@@ -376,5 +379,65 @@ func waitState(t *testing.T, pid int, c byte) {
 			t.Fatalf("pid %d never reached state %c: %s", pid, c, b)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Each thread keeps its own niceness, negative ones too: the task runs as
+// an unprivileged user, who could not set those again itself.
+func TestNicePerThread(t *testing.T) {
+	needRoot(t)
+	set := workload.Build(t)
+	p := set.Start(t, "threads", workload.Opts{Cred: &syscall.Credential{Uid: 65534, Gid: 65534}})
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitProgress(2, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	niceOf := func(pid int) map[int]int {
+		t.Helper()
+		ents, err := os.ReadDir("/proc/" + itoa(pid) + "/task")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[int]int{}
+		for _, e := range ents {
+			tid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			b, err := os.ReadFile("/proc/" + itoa(pid) + "/task/" + e.Name() + "/stat")
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := procfs.ParseStat(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[tid] = st.Nice
+		}
+		return out
+	}
+	values := []int{-7, 0, 5, 19, -20, 11, 3, 17, -1}
+	want := map[int]int{}
+	i := 0
+	for tid := range niceOf(pid) {
+		want[tid] = values[i%len(values)]
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, want[tid]); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	if len(want) < 2 {
+		t.Fatalf("workload has %d threads", len(want))
+	}
+	newPid := move(t, p, pid)
+	if got := niceOf(newPid); !maps.Equal(got, want) {
+		t.Fatalf("niceness by thread after the restore: %v, want %v", got, want)
+	}
+	res, err := p.Finish(newPid)
+	if err != nil || !res.Passed() {
+		t.Fatalf("after the restore: %v %s", err, res.Status)
 	}
 }

@@ -259,6 +259,7 @@ type Stat struct {
 	ArgStart, ArgEnd             uint64
 	EnvStart, EnvEnd             uint64
 	NumThreads                   int
+	Nice                         int // -20 (most favourable) to 19
 }
 
 // ParseStat parses /proc/PID/stat. comm is in parentheses and may contain
@@ -297,12 +298,15 @@ func ParseStat(data []byte) (*Stat, error) {
 		return int(v)
 	}
 	st.PPid, st.Pgrp, st.Session = sint(4), sint(5), sint(6)
-	st.NumThreads = sint(20)
+	st.Nice, st.NumThreads = sint(19), sint(20)
 	st.StartCode, st.EndCode, st.StartStk = num(26), num(27), num(28)
 	st.StartData, st.EndData, st.StartBrk = num(45), num(46), num(47)
 	st.ArgStart, st.ArgEnd, st.EnvStart, st.EnvEnd = num(48), num(49), num(50), num(51)
 	if err != nil {
 		return nil, fmt.Errorf("%w: stat: %v", ErrProcFormat, err)
+	}
+	if st.Nice < -20 || st.Nice > 19 {
+		return nil, fmt.Errorf("%w: stat: nice %d", ErrProcFormat, st.Nice)
 	}
 	return st, nil
 }
