@@ -3,6 +3,7 @@ package inject
 import (
 	"fmt"
 	"os"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -13,11 +14,25 @@ func uintptrOf(p *uint64) uintptr { return uintptr(unsafe.Pointer(p)) }
 // MaxIovecs is the most iovecs one process_vm_readv/writev takes (UIO_MAXIOV).
 const MaxIovecs = 1024
 
+// NoCrossMemoryEnv, set to 1 in the environment, makes this process reach
+// task memory through /proc/PID/mem only, as on a kernel built without
+// CONFIG_CROSS_MEMORY_ATTACH (no process_vm_readv/writev): the tests run
+// that path on kernels that have both.
+const NoCrossMemoryEnv = "MIGRATED_NO_CROSS_MEMORY"
+
+// CrossMemoryAttach tells whether process_vm_readv/writev may be used (see
+// NoCrossMemoryEnv). A kernel without them answers ENOSYS, and the callers
+// fall back then too.
+var CrossMemoryAttach = sync.OnceValue(func() bool { return os.Getenv(NoCrossMemoryEnv) != "1" })
+
 // ReadMem copies len(buf) bytes at addr of pid into buf with
 // process_vm_readv (through /proc/PID/mem on a kernel built without
 // CONFIG_CROSS_MEMORY_ATTACH, which has no process_vm_*). It does not need
 // the tracer thread.
 func ReadMem(pid int, addr uint64, buf []byte) error {
+	if !CrossMemoryAttach() {
+		return ReadMemForce(pid, addr, buf)
+	}
 	for done := 0; done < len(buf); {
 		local := []unix.Iovec{{Base: &buf[done]}}
 		local[0].SetLen(len(buf) - done)
@@ -40,6 +55,9 @@ func ReadMem(pid int, addr uint64, buf []byte) error {
 // WriteMem copies buf to addr of pid with process_vm_writev (the target
 // range must be writable).
 func WriteMem(pid int, addr uint64, buf []byte) error {
+	if !CrossMemoryAttach() {
+		return WriteMemForce(pid, addr, buf)
+	}
 	for done := 0; done < len(buf); {
 		local := []unix.Iovec{{Base: &buf[done]}}
 		local[0].SetLen(len(buf) - done)
@@ -100,7 +118,10 @@ func ReadPages(pid int, addrs []uint64, pageSize uint64, buf []byte) error {
 		}
 		local := []unix.Iovec{{Base: &buf[bufOff]}}
 		local[0].SetLen(n * int(pageSize))
-		got, err := unix.ProcessVMReadv(pid, local, remote, 0)
+		got, err := 0, error(unix.ENOSYS)
+		if CrossMemoryAttach() {
+			got, err = unix.ProcessVMReadv(pid, local, remote, 0)
+		}
 		if err == unix.ENOSYS {
 			// A kernel without CONFIG_CROSS_MEMORY_ATTACH: /proc/PID/mem,
 			// one range at a time.

@@ -9,6 +9,7 @@ import (
 	"github.com/migrated/migrated/agent/move"
 	"github.com/migrated/migrated/e2e/hosts"
 	"github.com/migrated/migrated/e2e/workload"
+	"github.com/migrated/migrated/inject"
 )
 
 // moveJSON runs `migrated move PID HOST --json` inside host a.
@@ -85,4 +86,31 @@ func passesOnDestination(t *testing.T, p *workload.Proc, pid int, wait time.Dura
 	if !res.Passed() {
 		t.Fatalf("self-check on the destination: %s", res.Status)
 	}
+}
+
+// TestMoveWithoutCrossMemoryAttach moves a multi-threaded task with both
+// agents reaching task memory through /proc/PID/mem only, as on a kernel
+// without process_vm_readv/writev (inject.NoCrossMemoryEnv). The POWER
+// guests' kernels all have them now, so this is where that path runs.
+func TestMoveWithoutCrossMemoryAttach(t *testing.T) {
+	env, ctx := setup(t, hosts.Options{Hosts: 2, AgentEnv: func(int) []string { return []string{inject.NoCrossMemoryEnv + "=1"} }})
+	set := workload.Build(t)
+	a, b := env.Host(0), env.Host(1)
+	p := set.Start(t, "threads", env.WorkloadOpts(ctx, a))
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitProgress(3, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	rep, out, err := moveJSON(t, env, pid, "b")
+	if err != nil {
+		t.Fatalf("move: %v\n%s", err, out)
+	}
+	t.Logf("report: %s", out)
+	if rep.NewPID != pid || a.HasPID(pid) || !b.HasPID(pid) {
+		t.Fatalf("pid %d: new pid %d, on the source %v, on the destination %v", pid, rep.NewPID, a.HasPID(pid), b.HasPID(pid))
+	}
+	passesOnDestination(t, p, pid, 30*time.Second)
 }
