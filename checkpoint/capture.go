@@ -224,16 +224,7 @@ func (f *Frozen) capture(injected bool) (*image.Task, error) {
 	}
 
 	// Clocks at the freeze, as the task sees them.
-	var mono, boot unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
-	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
-	t.Clocks = &image.Clocks{MonotonicNs: mono.Nano(), BoottimeNs: boot.Nano()}
-	if b, err := read("timens_offsets"); err == nil {
-		if mo, bo, err := procfs.ParseTimensOffsets(b); err == nil {
-			t.Clocks.MonotonicNs += mo
-			t.Clocks.BoottimeNs += bo
-		}
-	}
+	t.Clocks = TaskClocks(pid)
 
 	// Threads: register sets and what ptrace tells directly.
 	for _, th := range f.Threads {
@@ -256,6 +247,23 @@ func (f *Frozen) capture(injected bool) (*image.Task, error) {
 		}
 	}
 	return t, nil
+}
+
+// TaskClocks reads pid's CLOCK_MONOTONIC and CLOCK_BOOTTIME as the task
+// sees them: this host's, plus the offsets of its time namespace if it is in
+// one.
+func TaskClocks(pid int) *image.Clocks {
+	var mono, boot unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
+	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
+	c := &image.Clocks{MonotonicNs: mono.Nano(), BoottimeNs: boot.Nano()}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/timens_offsets", pid)); err == nil {
+		if mo, bo, err := procfs.ParseTimensOffsets(b); err == nil {
+			c.MonotonicNs += mo
+			c.BoottimeNs += bo
+		}
+	}
+	return c
 }
 
 func kernelRelease() string {

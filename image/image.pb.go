@@ -847,8 +847,12 @@ type Manifest struct {
 	AllowNewIds    bool                   `protobuf:"varint,10,opt,name=allow_new_ids,json=allowNewIds,proto3" json:"allow_new_ids,omitempty"`                       // the caller accepts new PID/TIDs (single-threaded only)
 	Uid            uint32                 `protobuf:"varint,11,opt,name=uid,proto3" json:"uid,omitempty"`
 	NeedsCompat    bool                   `protobuf:"varint,12,opt,name=needs_compat,json=needsCompat,proto3" json:"needs_compat,omitempty"` // 32-bit task: the kernel must run 32-bit tasks
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The task's clocks as it sees them, read just before the manifest is
+	// sent: the destination compares them with its own to know whether the
+	// task needs a time namespace there, and with which offsets.
+	Clocks        *Clocks `protobuf:"bytes,13,opt,name=clocks,proto3" json:"clocks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Manifest) Reset() {
@@ -963,6 +967,13 @@ func (x *Manifest) GetNeedsCompat() bool {
 		return x.NeedsCompat
 	}
 	return false
+}
+
+func (x *Manifest) GetClocks() *Clocks {
+	if x != nil {
+		return x.Clocks
+	}
+	return nil
 }
 
 // Verdict of the destination's compat layer.
@@ -3576,7 +3587,7 @@ const file_image_proto_rawDesc = "" +
 	"\x0eSpecialMapping\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x04R\x04size\"\x98\x03\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\"\xcb\x03\n" +
 	"\bManifest\x121\n" +
 	"\x06header\x18\x01 \x01(\v2\x19.migrated.image.v1.HeaderR\x06header\x12\"\n" +
 	"\fcapabilities\x18\x02 \x01(\x04R\fcapabilities\x12\x14\n" +
@@ -3590,7 +3601,8 @@ const file_image_proto_rawDesc = "" +
 	"\rallow_new_ids\x18\n" +
 	" \x01(\bR\vallowNewIds\x12\x10\n" +
 	"\x03uid\x18\v \x01(\rR\x03uid\x12!\n" +
-	"\fneeds_compat\x18\f \x01(\bR\vneedsCompat\"\xdc\x01\n" +
+	"\fneeds_compat\x18\f \x01(\bR\vneedsCompat\x121\n" +
+	"\x06clocks\x18\r \x01(\v2\x19.migrated.image.v1.ClocksR\x06clocks\"\xdc\x01\n" +
 	"\aVerdict\x123\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1f.migrated.image.v1.Verdict.KindR\x04kind\x123\n" +
 	"\areasons\x18\x02 \x03(\v2\x19.migrated.image.v1.ReasonR\areasons\x12\"\n" +
@@ -3977,55 +3989,56 @@ var file_image_proto_depIdxs = []int32{
 	10, // 4: migrated.image.v1.VDSOIdentity.layout:type_name -> migrated.image.v1.SpecialMapping
 	8,  // 5: migrated.image.v1.Manifest.header:type_name -> migrated.image.v1.Header
 	4,  // 6: migrated.image.v1.Manifest.fd_kinds:type_name -> migrated.image.v1.FdKind
-	6,  // 7: migrated.image.v1.Verdict.kind:type_name -> migrated.image.v1.Verdict.Kind
-	13, // 8: migrated.image.v1.Verdict.reasons:type_name -> migrated.image.v1.Reason
-	5,  // 9: migrated.image.v1.VMA.kind:type_name -> migrated.image.v1.VMAKind
-	14, // 10: migrated.image.v1.VMA.file:type_name -> migrated.image.v1.FileIdentity
-	0,  // 11: migrated.image.v1.Regset.arch:type_name -> migrated.image.v1.Arch
-	16, // 12: migrated.image.v1.Thread.regsets:type_name -> migrated.image.v1.Regset
-	17, // 13: migrated.image.v1.Thread.cpu:type_name -> migrated.image.v1.CPU
-	18, // 14: migrated.image.v1.Thread.altstack:type_name -> migrated.image.v1.SigAltStack
-	19, // 15: migrated.image.v1.Thread.robust_list:type_name -> migrated.image.v1.RobustList
-	20, // 16: migrated.image.v1.Thread.rseq:type_name -> migrated.image.v1.Rseq
-	21, // 17: migrated.image.v1.Thread.pending:type_name -> migrated.image.v1.SigInfo
-	4,  // 18: migrated.image.v1.Fd.kind:type_name -> migrated.image.v1.FdKind
-	14, // 19: migrated.image.v1.Fd.file:type_name -> migrated.image.v1.FileIdentity
-	25, // 20: migrated.image.v1.Fd.epoll:type_name -> migrated.image.v1.EpollTarget
-	14, // 21: migrated.image.v1.MM.exe:type_name -> migrated.image.v1.FileIdentity
-	8,  // 22: migrated.image.v1.Task.header:type_name -> migrated.image.v1.Header
-	11, // 23: migrated.image.v1.Task.manifest:type_name -> migrated.image.v1.Manifest
-	15, // 24: migrated.image.v1.Task.vmas:type_name -> migrated.image.v1.VMA
-	22, // 25: migrated.image.v1.Task.threads:type_name -> migrated.image.v1.Thread
-	23, // 26: migrated.image.v1.Task.sigactions:type_name -> migrated.image.v1.SigAction
-	21, // 27: migrated.image.v1.Task.shared_pending:type_name -> migrated.image.v1.SigInfo
-	24, // 28: migrated.image.v1.Task.fds:type_name -> migrated.image.v1.Fd
-	26, // 29: migrated.image.v1.Task.mm:type_name -> migrated.image.v1.MM
-	27, // 30: migrated.image.v1.Task.creds:type_name -> migrated.image.v1.Creds
-	28, // 31: migrated.image.v1.Task.rlimits:type_name -> migrated.image.v1.Rlimit
-	29, // 32: migrated.image.v1.Task.itimers:type_name -> migrated.image.v1.ITimer
-	30, // 33: migrated.image.v1.Task.clocks:type_name -> migrated.image.v1.Clocks
-	33, // 34: migrated.image.v1.Control.hello:type_name -> migrated.image.v1.Hello
-	11, // 35: migrated.image.v1.Control.manifest:type_name -> migrated.image.v1.Manifest
-	12, // 36: migrated.image.v1.Control.verdict:type_name -> migrated.image.v1.Verdict
-	34, // 37: migrated.image.v1.Control.layout:type_name -> migrated.image.v1.Layout
-	35, // 38: migrated.image.v1.Control.round_done:type_name -> migrated.image.v1.RoundDone
-	31, // 39: migrated.image.v1.Control.final:type_name -> migrated.image.v1.Task
-	37, // 40: migrated.image.v1.Control.prepared:type_name -> migrated.image.v1.Prepared
-	38, // 41: migrated.image.v1.Control.failed:type_name -> migrated.image.v1.Failed
-	39, // 42: migrated.image.v1.Control.commit:type_name -> migrated.image.v1.Commit
-	40, // 43: migrated.image.v1.Control.running:type_name -> migrated.image.v1.Running
-	41, // 44: migrated.image.v1.Control.abort:type_name -> migrated.image.v1.Abort
-	42, // 45: migrated.image.v1.Control.outcome_query:type_name -> migrated.image.v1.OutcomeQuery
-	43, // 46: migrated.image.v1.Control.outcome:type_name -> migrated.image.v1.Outcome
-	36, // 47: migrated.image.v1.Control.round_ack:type_name -> migrated.image.v1.RoundAck
-	15, // 48: migrated.image.v1.Layout.vmas:type_name -> migrated.image.v1.VMA
-	13, // 49: migrated.image.v1.Failed.reasons:type_name -> migrated.image.v1.Reason
-	7,  // 50: migrated.image.v1.Outcome.state:type_name -> migrated.image.v1.Outcome.State
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	30, // 7: migrated.image.v1.Manifest.clocks:type_name -> migrated.image.v1.Clocks
+	6,  // 8: migrated.image.v1.Verdict.kind:type_name -> migrated.image.v1.Verdict.Kind
+	13, // 9: migrated.image.v1.Verdict.reasons:type_name -> migrated.image.v1.Reason
+	5,  // 10: migrated.image.v1.VMA.kind:type_name -> migrated.image.v1.VMAKind
+	14, // 11: migrated.image.v1.VMA.file:type_name -> migrated.image.v1.FileIdentity
+	0,  // 12: migrated.image.v1.Regset.arch:type_name -> migrated.image.v1.Arch
+	16, // 13: migrated.image.v1.Thread.regsets:type_name -> migrated.image.v1.Regset
+	17, // 14: migrated.image.v1.Thread.cpu:type_name -> migrated.image.v1.CPU
+	18, // 15: migrated.image.v1.Thread.altstack:type_name -> migrated.image.v1.SigAltStack
+	19, // 16: migrated.image.v1.Thread.robust_list:type_name -> migrated.image.v1.RobustList
+	20, // 17: migrated.image.v1.Thread.rseq:type_name -> migrated.image.v1.Rseq
+	21, // 18: migrated.image.v1.Thread.pending:type_name -> migrated.image.v1.SigInfo
+	4,  // 19: migrated.image.v1.Fd.kind:type_name -> migrated.image.v1.FdKind
+	14, // 20: migrated.image.v1.Fd.file:type_name -> migrated.image.v1.FileIdentity
+	25, // 21: migrated.image.v1.Fd.epoll:type_name -> migrated.image.v1.EpollTarget
+	14, // 22: migrated.image.v1.MM.exe:type_name -> migrated.image.v1.FileIdentity
+	8,  // 23: migrated.image.v1.Task.header:type_name -> migrated.image.v1.Header
+	11, // 24: migrated.image.v1.Task.manifest:type_name -> migrated.image.v1.Manifest
+	15, // 25: migrated.image.v1.Task.vmas:type_name -> migrated.image.v1.VMA
+	22, // 26: migrated.image.v1.Task.threads:type_name -> migrated.image.v1.Thread
+	23, // 27: migrated.image.v1.Task.sigactions:type_name -> migrated.image.v1.SigAction
+	21, // 28: migrated.image.v1.Task.shared_pending:type_name -> migrated.image.v1.SigInfo
+	24, // 29: migrated.image.v1.Task.fds:type_name -> migrated.image.v1.Fd
+	26, // 30: migrated.image.v1.Task.mm:type_name -> migrated.image.v1.MM
+	27, // 31: migrated.image.v1.Task.creds:type_name -> migrated.image.v1.Creds
+	28, // 32: migrated.image.v1.Task.rlimits:type_name -> migrated.image.v1.Rlimit
+	29, // 33: migrated.image.v1.Task.itimers:type_name -> migrated.image.v1.ITimer
+	30, // 34: migrated.image.v1.Task.clocks:type_name -> migrated.image.v1.Clocks
+	33, // 35: migrated.image.v1.Control.hello:type_name -> migrated.image.v1.Hello
+	11, // 36: migrated.image.v1.Control.manifest:type_name -> migrated.image.v1.Manifest
+	12, // 37: migrated.image.v1.Control.verdict:type_name -> migrated.image.v1.Verdict
+	34, // 38: migrated.image.v1.Control.layout:type_name -> migrated.image.v1.Layout
+	35, // 39: migrated.image.v1.Control.round_done:type_name -> migrated.image.v1.RoundDone
+	31, // 40: migrated.image.v1.Control.final:type_name -> migrated.image.v1.Task
+	37, // 41: migrated.image.v1.Control.prepared:type_name -> migrated.image.v1.Prepared
+	38, // 42: migrated.image.v1.Control.failed:type_name -> migrated.image.v1.Failed
+	39, // 43: migrated.image.v1.Control.commit:type_name -> migrated.image.v1.Commit
+	40, // 44: migrated.image.v1.Control.running:type_name -> migrated.image.v1.Running
+	41, // 45: migrated.image.v1.Control.abort:type_name -> migrated.image.v1.Abort
+	42, // 46: migrated.image.v1.Control.outcome_query:type_name -> migrated.image.v1.OutcomeQuery
+	43, // 47: migrated.image.v1.Control.outcome:type_name -> migrated.image.v1.Outcome
+	36, // 48: migrated.image.v1.Control.round_ack:type_name -> migrated.image.v1.RoundAck
+	15, // 49: migrated.image.v1.Layout.vmas:type_name -> migrated.image.v1.VMA
+	13, // 50: migrated.image.v1.Failed.reasons:type_name -> migrated.image.v1.Reason
+	7,  // 51: migrated.image.v1.Outcome.state:type_name -> migrated.image.v1.Outcome.State
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_image_proto_init() }

@@ -66,7 +66,14 @@ type Process struct {
 	shmSize map[uint32]uint64
 	deleted map[uint64]string // recreated deleted files, by inode
 	log     *slog.Logger
+	// timeMono and timeBoot are the offsets of the time namespace the
+	// process was made in (0 without one).
+	timeMono, timeBoot int64
 }
+
+// TimeOffsets are the CLOCK_MONOTONIC and CLOCK_BOOTTIME offsets of the time
+// namespace the process runs in (0, 0 when it got none).
+func (p *Process) TimeOffsets() (mono, boot int64) { return p.timeMono, p.timeBoot }
 
 // Start creates the new process for t: a stub with the task's PID (or a new
 // one when allowed), its own stack and vDSO put where the task had them,
@@ -495,5 +502,6 @@ func (p *Process) newTimeNS(in *inject.Injector, stubPID int, mono, boot int64) 
 		return fmt.Errorf("time namespace offsets: %w", err)
 	}
 	p.log.Info("restoring into a time namespace", "monotonic_offset_ns", mono, "boottime_offset_ns", boot)
+	p.timeMono, p.timeBoot = mono, boot
 	return nil
 }

@@ -281,3 +281,10 @@ func readControl(r *bufio.Reader, max int, buf *[]byte, m *image.Control, starte
 	}
 	return nil
 }
+
+// RTT is a generous bound on the control connection's round trip: the
+// smoothed RTT plus four mean deviations (RFC 9002's PTO shape).
+func (s *Session) RTT() time.Duration {
+	st := s.ctrl.ConnectionStats()
+	return st.SmoothedRTT + 4*st.MeanDeviation
+}

@@ -139,6 +139,7 @@ type destination struct {
 	freshAnon  [][2]uint64
 	ext        extentWriter
 	endCutover func()
+	clocks     clockPlan
 }
 
 // fail removes the half-built process first, then tells the source: once
@@ -161,6 +162,12 @@ func (d *destination) run() error {
 		return fmt.Errorf("%w: expected a Manifest", transport.ErrProtocol)
 	}
 	d.m = m
+	var refuse bool
+	d.clocks, refuse = planClocks(m.Clocks, d.s.RTT(), d.opts.Caps != nil && d.opts.Caps.TimeNS)
+	if d.clocks.need || refuse {
+		// compat refuses it where the kernel has no time namespaces.
+		m.Capabilities |= 1 << uint(image.Cap_CAP_TIMENS)
+	}
 	v := compat.DecidePIDs(m, d.opts.Caps, pidInUse)
 	if err := d.s.Send(&image.Control{Msg: &image.Control_Verdict{Verdict: v}}); err != nil {
 		return err
@@ -209,7 +216,7 @@ func (d *destination) layout(l *image.Layout) error {
 		d.endCutover = d.opts.Cutover()
 	}
 	if d.proc == nil {
-		skel := &image.Task{Header: d.m.Header, Vmas: l.Vmas}
+		skel := &image.Task{Header: d.m.Header, Vmas: l.Vmas, Clocks: d.clocks.taskNow()}
 		for _, tid := range d.m.Tids {
 			skel.Threads = append(skel.Threads, &image.Thread{Tid: tid})
 		}
@@ -292,6 +299,11 @@ func (d *destination) final(t *image.Task) error {
 		return fmt.Errorf("%w at the cutover: %s", ErrRejected, compat.NewReport(v).String())
 	}
 	phase(d.log, "final state")
+	if err := d.clocks.check(t.Clocks, d.proc); err != nil {
+		d.proc.Kill()
+		_ = d.s.Send(&image.Control{Msg: &image.Control_Failed{Failed: &image.Failed{MoveId: d.id, Reasons: []*image.Reason{{Code: compat.ReasonTimeNS, Message: err.Error()}}}}})
+		return fmt.Errorf("%w at the cutover: %v", ErrRejected, err)
+	}
 	d.proc.Task = t
 	if err := d.proc.ApplyLayout(t.Vmas, nil); err != nil {
 		d.fail("restore", err.Error())

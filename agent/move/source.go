@@ -93,10 +93,15 @@ func manifestOf(t *image.Task) (*image.Manifest, error) {
 
 // Ask opens move id on s with the task's manifest and returns the
 // destination's verdict (the first exchange of every move, and all of
-// `migrated check`).
+// `migrated check`). The manifest's clocks are read from the task
+// (m.Header.Pid) at the last moment, so that the destination, which
+// compares them with its own on arrival, is off by the transit alone.
 func Ask(ctx context.Context, s *transport.Session, id string, m *image.Manifest) (*image.Verdict, error) {
 	if err := s.Send(&image.Control{Msg: &image.Control_Hello{Hello: &image.Hello{MoveId: id, FormatVersion: image.FormatVersion}}}); err != nil {
 		return nil, err
+	}
+	if m.Header != nil && m.Header.Pid > 0 {
+		m.Clocks = checkpoint.TaskClocks(int(m.Header.Pid))
 	}
 	if err := s.Send(&image.Control{Msg: &image.Control_Manifest{Manifest: m}}); err != nil {
 		return nil, err

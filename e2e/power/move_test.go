@@ -41,6 +41,17 @@ type moveWorkload struct {
 	files []string
 	// moveArgs are extra flags of `migrated move`.
 	moveArgs []string
+	// back moves it the other way: into the guest whose clocks are behind
+	// (see fromG1), so that it must get a time namespace there (the
+	// kernel needs CONFIG_TIME_NS), which the test checks.
+	back bool
+}
+
+// back is w moved the other way (moveWorkload.back), under its own name.
+func back(w moveWorkload) moveWorkload {
+	w.name += "-timens"
+	w.back = true
+	return w
 }
 
 // binArch is the architecture w is built for in a pair of arch.
@@ -89,8 +100,10 @@ func TestPowerMove(t *testing.T) {
 		// fromG1 moves from guest 1 to guest 0, which booted delay
 		// earlier: its clocks are ahead, so the moved task's
 		// CLOCK_MONOTONIC/BOOTTIME do not go back without a time
-		// namespace (the BE COMPAT kernel has no CONFIG_TIME_NS, and compat
-		// refuses such a move with reason timens).
+		// namespace. Workloads marked back go the other way and need one
+		// (a kernel without CONFIG_TIME_NS refuses them with reason
+		// timens; the project's BE kernel has it since be-compat.config
+		// sets it).
 		fromG1 bool
 		delay  time.Duration
 		// cmdline is added to both guests' kernel command line.
@@ -107,7 +120,7 @@ func TestPowerMove(t *testing.T) {
 			vecThreads, goWork, mixedBig,
 		}},
 		{arch: ArchPPC64, fromG1: true, delay: 5 * time.Second, workloads: []moveWorkload{
-			vecThreads, goWork, vecThreads32,
+			vecThreads, goWork, vecThreads32, back(vecThreads), back(vecThreads32),
 		}},
 	}
 	for _, tc := range tests {
@@ -152,12 +165,12 @@ func TestPowerMove(t *testing.T) {
 				}
 				logCrossMemoryAttach(ctx, t, g)
 			}
-			src, dst := pair.Guests[0], pair.Guests[1]
-			if tc.fromG1 {
-				src, dst = dst, src
-			}
 			for i, w := range tc.workloads {
 				t.Run(w.name, func(t *testing.T) {
+					src, dst := pair.Guests[0], pair.Guests[1]
+					if tc.fromG1 != w.back {
+						src, dst = dst, src
+					}
 					moveOne(ctx, t, src, dst, w, 5000+1000*i)
 				})
 			}
@@ -361,6 +374,19 @@ func moveOne(ctx context.Context, t *testing.T, src, dst *Guest, w moveWorkload,
 	if err := waitGone(ctx, src, pid, 30*time.Second); err != nil {
 		t.Error(err)
 	}
+	if w.back {
+		// Moved into the guest whose clocks are behind: a time namespace
+		// carries the task's clocks on (and the workload checks that
+		// they never went back).
+		off, err := dst.ReadFile(ctx, fmt.Sprintf("/proc/%d/timens_offsets", pid))
+		if err != nil {
+			t.Fatalf("timens_offsets of %d in %s: %v", pid, dst.Name, err)
+		}
+		t.Logf("%s /proc/%d/timens_offsets:\n%s", dst.Name, pid, bytes.TrimSpace(off))
+		if f := bytes.Fields(off); len(f) < 3 || string(f[1]) == "0" {
+			t.Errorf("moved into %s without a time namespace offset:\n%s", dst.Name, off)
+		}
+	}
 	if status, err := dst.ReadFile(ctx, fmt.Sprintf("/proc/%d/status", pid)); err != nil {
 		t.Fatalf("moved pid %d not in %s: %v", pid, dst.Name, err)
 	} else {
@@ -501,9 +527,9 @@ func tail(b []byte, n int) []byte {
 }
 
 // logCrossMemoryAttach says whether the guest's kernel has
-// process_vm_readv. Where it has not (the project's big-endian kernel,
-// be-compat.config built from allnoconfig, lacks CONFIG_CROSS_MEMORY_ATTACH),
-// the engine reads and writes task memory through /proc/PID/mem instead
+// process_vm_readv. Where it has not (the shared prebuilt big-endian kernel
+// lacked CONFIG_CROSS_MEMORY_ATTACH; be-compat.config sets it now), the
+// engine reads and writes task memory through /proc/PID/mem instead
 // (inject.ReadMem/WriteMem): the moves there run that path.
 func logCrossMemoryAttach(ctx context.Context, t *testing.T, g *Guest) {
 	t.Helper()

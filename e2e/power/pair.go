@@ -60,8 +60,8 @@ type PairConfig struct {
 	// kernel's CLOCK_MONOTONIC and CLOCK_BOOTTIME count from its own boot,
 	// so a delay puts guest 0's clocks ahead of guest 1's by about that
 	// much: a task moved from guest 1 to guest 0 then needs no time
-	// namespace to keep its clocks from going back (the BE COMPAT kernel
-	// has no CONFIG_TIME_NS).
+	// namespace to keep its clocks from going back, and one moved the
+	// other way needs one.
 	Guest1Delay time.Duration
 	// BootTimeout bounds the boot of both guests up to the control
 	// channel's first answer; default 4 minutes.
