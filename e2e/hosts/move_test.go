@@ -2,12 +2,17 @@ package hosts_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/migrated/migrated/agent/move"
 	"github.com/migrated/migrated/e2e/hosts"
+	"github.com/migrated/migrated/e2e/nshost"
 	"github.com/migrated/migrated/e2e/workload"
 	"github.com/migrated/migrated/inject"
 )
@@ -111,6 +116,71 @@ func TestMoveWithoutCrossMemoryAttach(t *testing.T) {
 	t.Logf("report: %s", out)
 	if rep.NewPID != pid || a.HasPID(pid) || !b.HasPID(pid) {
 		t.Fatalf("pid %d: new pid %d, on the source %v, on the destination %v", pid, rep.NewPID, a.HasPID(pid), b.HasPID(pid))
+	}
+	passesOnDestination(t, p, pid, 30*time.Second)
+}
+
+// TestMoveKeepsClocksAhead moves a task whose clocks are an hour ahead of
+// this kernel's (it runs in a time namespace, as a task from a host that
+// booted an hour earlier would): the destination restores it into a time
+// namespace whose offsets carry its clocks on, and the workload, which
+// checks that CLOCK_MONOTONIC and CLOCK_BOOTTIME never go back, passes.
+func TestMoveKeepsClocksAhead(t *testing.T) {
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("needs unshare (util-linux)")
+	}
+	env, ctx := setup(t, hosts.Options{Hosts: 2})
+	set := workload.Build(t)
+	a, b := env.Host(0), env.Host(1)
+	opts := env.WorkloadOpts(ctx, a, "--mode=busy")
+	launch := opts.Launch
+	opts.Launch = func(l workload.Launch) (int, error) {
+		l.Argv = append([]string{unshare, "--time", "--monotonic=3600", "--boottime=3600", "--fork", "--"}, l.Argv...)
+		return launch(l)
+	}
+	p := set.Start(t, "simple", opts)
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	offsets := func(h *nshost.Host) string {
+		t.Helper()
+		rp, err := h.RootPID(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/timens_offsets", rp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if off := offsets(a); !strings.Contains(off, "3600") {
+		t.Fatalf("the workload is not an hour ahead:\n%s", off)
+	}
+	if err := p.WaitProgress(3, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	rep, out, err := moveJSON(t, env, pid, "b")
+	if err != nil {
+		t.Fatalf("move: %v\n%s", err, out)
+	}
+	if rep.NewPID != pid || a.HasPID(pid) || !b.HasPID(pid) {
+		t.Fatalf("pid %d: new pid %d, on the source %v, on the destination %v", pid, rep.NewPID, a.HasPID(pid), b.HasPID(pid))
+	}
+	off := offsets(b)
+	t.Logf("time namespace offsets on the destination:\n%s", off)
+	for _, l := range strings.Split(strings.TrimSpace(off), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			t.Fatalf("timens_offsets line %q", l)
+		}
+		// 3600 s, give or take the manifest's transit and the margin;
+		// that the clocks never went back, the workload checks itself.
+		if s, _ := strconv.Atoi(f[1]); s < 3599 || s > 3600 {
+			t.Errorf("%s offset %s.%s s, want 3600 s within a second", f[0], f[1], f[2])
+		}
 	}
 	passesOnDestination(t, p, pid, 30*time.Second)
 }
