@@ -45,7 +45,22 @@ func (f *Frozen) captureInjected(t *image.Task, maps []procfs.MapEntry) error {
 
 	buf := make([]byte, 256)
 	saSize := arch.SigactionSize(a)
-	for sig := 1; sig <= maxSignal; sig++ {
+	keep := func(sig int, raw []byte) error {
+		sa, err := arch.DecodeSigaction(a, raw[:saSize])
+		if err != nil {
+			return err
+		}
+		if sa.Handler == 0 && sa.Flags == 0 && sa.Mask == 0 && sa.Restorer == 0 {
+			return nil // SIG_DFL with nothing set: the default of a new process
+		}
+		t.Sigactions = append(t.Sigactions, &image.SigAction{Signo: int32(sig), Handler: sa.Handler, Flags: sa.Flags, Restorer: sa.Restorer, Mask: sa.Mask})
+		return nil
+	}
+	looped, err := f.sigactionsInOneRun(in, t, s, keep)
+	if err != nil {
+		return err
+	}
+	for sig := 1; sig <= maxSignal && !looped; sig++ {
 		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
 			continue
 		}
@@ -55,14 +70,9 @@ func (f *Frozen) captureInjected(t *image.Task, maps []procfs.MapEntry) error {
 		if err := inject.ReadMem(f.PID, s.addr, buf[:saSize]); err != nil {
 			return err
 		}
-		sa, err := arch.DecodeSigaction(a, buf[:saSize])
-		if err != nil {
+		if err := keep(sig, buf); err != nil {
 			return err
 		}
-		if sa.Handler == 0 && sa.Flags == 0 && sa.Mask == 0 && sa.Restorer == 0 {
-			continue // SIG_DFL with nothing set: the default of a new process
-		}
-		t.Sigactions = append(t.Sigactions, &image.SigAction{Signo: int32(sig), Handler: sa.Handler, Flags: sa.Flags, Restorer: sa.Restorer, Mask: sa.Mask})
 	}
 	itSize := arch.ITimervalSize(a)
 	for which := 0; which < 3; which++ {
@@ -100,6 +110,74 @@ func (f *Frozen) captureInjected(t *image.Task, maps []procfs.MapEntry) error {
 	}
 	return nil
 }
+
+// sigactionsInOneRun reads every signal's action with the arch's loop
+// (arch.SigactionLooper) in one injected run, into the scratch page s,
+// and hands each to keep. It returns false, having changed nothing, when
+// the loop cannot be used: an arch without one, a SIGTRAP pending for the
+// leader (the run unblocks SIGTRAP: it would be taken, and lost), a kernel
+// or policy that refuses an executable page. A failure after the run has
+// begun is an error: the task may be changed (its SIGTRAP action).
+func (f *Frozen) sigactionsInOneRun(in *inject.Injector, t *image.Task, s scratch, keep func(sig int, raw []byte) error) (bool, error) {
+	a := f.Arch
+	l, ok := a.(arch.SigactionLooper)
+	if !ok || s.size < arch.SigLoopBytes {
+		return false, nil
+	}
+	for _, p := range append(append([]*image.SigInfo(nil), t.SharedPending...), t.Threads[0].Pending...) {
+		if p.Signo == int32(unix.SIGTRAP) {
+			return false, nil
+		}
+	}
+	sc := a.Syscalls()
+	code, trapPC := l.SigactionLoop()
+	page, err := mmapAnon(in, a, f.PageSize)
+	if err != nil {
+		return false, nil
+	}
+	defer in.Call("munmap", sc.Munmap, page, f.PageSize)
+	if err := inject.WriteMem(f.PID, page, code); err != nil {
+		return false, nil
+	}
+	if _, err := in.Call("mprotect", sc.Mprotect, page, f.PageSize, unix.PROT_READ|unix.PROT_EXEC); err != nil {
+		return false, nil // W^X policies (SELinux execmem, PaX) refuse it
+	}
+	r := in.Saved().Clone()
+	l.SetSigactionLoop(r, page, s.addr)
+	if _, err := in.RunToTrap(r, page+trapPC); err != nil {
+		return false, fmt.Errorf("read the signal actions: %w", err)
+	}
+	buf := make([]byte, arch.SigLoopBytes)
+	if err := inject.ReadMem(f.PID, s.addr, buf); err != nil {
+		return false, err
+	}
+	for sig := 1; sig <= arch.SigLoopSignals; sig++ {
+		slot := buf[(sig-1)*arch.SigLoopSlot : sig*arch.SigLoopSlot]
+		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
+			continue
+		}
+		if e := l.SigLoopErrno(slot); e != 0 {
+			return false, fmt.Errorf("read handler of signal %d: %w", sig, unix.Errno(e))
+		}
+		if err := keep(sig, slot); err != nil {
+			return false, err
+		}
+	}
+	// The trap reset an ignored SIGTRAP to SIG_DFL: put the action back,
+	// as the task had it (the slot holds it in the layout act takes).
+	trap := buf[(unix.SIGTRAP-1)*arch.SigLoopSlot:]
+	if sa, err := arch.DecodeSigaction(a, trap[:arch.SigactionSize(a)]); err == nil && sa.Handler == sigIgn {
+		if _, err := in.Call("rt_sigaction", sc.RtSigaction, uint64(unix.SIGTRAP), s.addr+uint64(unix.SIGTRAP-1)*arch.SigLoopSlot, 0, 8); err != nil {
+			return false, fmt.Errorf("put back the ignored SIGTRAP: %w", err)
+		}
+	} else if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// sigIgn is SIG_IGN.
+const sigIgn = 1
 
 func captureThreadInjected(in *inject.Injector, pid int, a arch.Arch, s scratch, it *image.Thread) error {
 	sc := a.Syscalls()

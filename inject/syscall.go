@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/migrated/migrated/arch"
@@ -119,6 +120,65 @@ func (in *Injector) Call(name string, nr int, args ...uint64) (uint64, error) {
 		return 0, &SyscallError{Name: name, Errno: unix.Errno(errno)}
 	}
 	return ret, nil
+}
+
+// RunToTrap runs code in the thread from registers r (its PC at the code)
+// until the trap that ends it: trapPC is the PC the trap's SIGTRAP stop
+// shows. The code must make no system call that stops or forks. SIGTRAP
+// is unblocked for the run (a trap while it is blocked would make the
+// kernel reset the task's SIGTRAP action and unblock it in the task's
+// own mask, force_sig_info_to_task in kernel/signal.c); a SIGTRAP action
+// of SIG_IGN is reset to SIG_DFL all the same, which the caller must put
+// back. The SIGTRAP is not delivered (the next resume passes no signal).
+// Every other signal stays blocked; the registers are the caller's to
+// read, and End restores the thread's own.
+func (in *Injector) RunToTrap(r arch.Regs, trapPC uint64) (arch.Regs, error) {
+	if !in.active {
+		return nil, errors.New("run to trap: injector ended")
+	}
+	var out arch.Regs
+	err := in.th.t.Do(func() error {
+		tid := in.th.TID
+		if err := setSigmask(tid, ^uint64(0)&^(1<<(uint(unix.SIGTRAP)-1))); err != nil {
+			return err
+		}
+		defer setSigmask(tid, ^uint64(0))
+		if err := setRegset(tid, arch.NT_PRSTATUS, r.Bytes()); err != nil {
+			return err
+		}
+		for i := 0; i < 64; i++ {
+			if err := ptrace(unix.PTRACE_CONT, tid, 0, 0); err != nil {
+				return fmt.Errorf("ptrace cont %d: %w", tid, err)
+			}
+			ws, err := wait(tid)
+			if err != nil {
+				return err
+			}
+			switch {
+			case ws.Exited() || ws.Signaled():
+				return fmt.Errorf("thread %d %s: %w", tid, describe(ws), ErrGone)
+			case ws.Stopped() && ws.TrapCause() > 0:
+				continue // PTRACE_EVENT_* stop: go on
+			case ws.Stopped() && ws.StopSignal() == unix.SIGTRAP:
+				raw, err := getRegset(tid, arch.NT_PRSTATUS)
+				if err != nil {
+					return err
+				}
+				if out, err = in.th.Arch.DecodeRegs(raw); err != nil {
+					return err
+				}
+				if out.PC() != trapPC {
+					return fmt.Errorf("thread %d: SIGTRAP at %#x, not at the code's trap (%#x)", tid, out.PC(), trapPC)
+				}
+				return nil
+			default:
+				return &StopError{TID: tid, Status: ws, Want: "the code's trap"}
+			}
+		}
+		return fmt.Errorf("thread %d: no trap", tid)
+	})
+	in.Calls++
+	return out, err
 }
 
 func stepToSyscallStop(tid int, want string) error {

@@ -118,3 +118,53 @@ var (
 		{Note: arch.NT_PPC_EBB, Name: "ebb"},
 	}
 )
+
+// powerSigLoop: r14 = the slot, r15 = the signal, r16 = the syscall number
+// (sc clobbers r0, r3-r12, cr0, ctr and xer only). After "sc", CR0.SO set
+// means r3 is a positive errno: the loop stores r3 and the CR.
+//
+//	loop: mr r0,r16; mr r3,r15; li r4,0; mr r5,r14; li r6,8; sc
+//	      std r3,32(r14) (stw on ppc32); mfcr r7; stw r7,40(r14)
+//	      addi r14,r14,48; addi r15,r15,1; cmpwi r15,65; bne loop; trap
+var powerSigLoop = []uint32{
+	0x7e008378, 0x7de37b78, 0x38800000, 0x7dc57378, 0x38c00008, 0x44000002,
+	0xf86e0020, 0x7ce00026, 0x90ee0028, 0x39ce0030, 0x39ef0001, 0x2c0f0041,
+	0x4082ffd0, 0x7fe00008,
+}
+
+const (
+	insnSTDr3  = 0xf86e0020 // std r3,32(r14)
+	insnSTWr3  = 0x906e0020 // stw r3,32(r14)
+	sigLoopReg = 14         // r14, r15, r16
+)
+
+func (p *Power) SigactionLoop() ([]byte, uint64) {
+	words := append([]uint32(nil), powerSigLoop...)
+	if p.word == 4 {
+		words[6] = insnSTWr3 // r3 is a word of 32 bits
+	}
+	code := encode(p.order, words...)
+	return code, uint64(len(code) - 4) // NIP stays at the trap
+}
+
+func (p *Power) SetSigactionLoop(r arch.Regs, code, buf uint64) {
+	x := r.(*regs)
+	x.set(ptNIP, code)
+	x.set(ptTrap, 0) // no restart of the stop we leave
+	x.set(sigLoopReg, buf)
+	x.set(sigLoopReg+1, 1)
+	x.set(sigLoopReg+2, uint64(p.sys.RtSigaction))
+}
+
+func (p *Power) SigLoopErrno(slot []byte) arch.Errno {
+	var r3 uint64
+	if p.word == 4 {
+		r3 = uint64(p.order.Uint32(slot[arch.SigLoopResult:]))
+	} else {
+		r3 = p.order.Uint64(slot[arch.SigLoopResult:])
+	}
+	if p.order.Uint32(slot[arch.SigLoopResult+8:])&crSO != 0 {
+		return arch.Errno(r3)
+	}
+	return 0
+}

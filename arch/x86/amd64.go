@@ -171,3 +171,37 @@ var amd64Syscalls = arch.Syscalls{
 	ExitGroup: 231, Openat: 257, SetRobustList: 273, GetRobustList: 274, Dup3: 292, Prlimit64: 302,
 	RtTgsigqueueinfo: 297, Unshare: 272, EpollCtl: 233, Eventfd2: 290, EpollCreate1: 291, MemfdCreate: 319, Userfaultfd: 323, Rseq: 334, Clone3: 435,
 }
+
+// amd64SigLoop: r12 = the slot, r13 = the signal, r14 = 65, r15 = the
+// syscall number (rt_sigaction clobbers rax, rcx and r11 only).
+//
+//	loop: mov %r15d,%eax; mov %r13d,%edi; xor %esi,%esi; mov %r12,%rdx
+//	      mov $8,%r10d; syscall; mov %rax,32(%r12); add $48,%r12
+//	      inc %r13d; cmp %r14d,%r13d; jne loop; int3
+var amd64SigLoop = []byte{
+	0x44, 0x89, 0xf8, 0x44, 0x89, 0xef, 0x31, 0xf6, 0x4c, 0x89, 0xe2,
+	0x41, 0xba, 0x08, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x49, 0x89, 0x44, 0x24, 0x20,
+	0x49, 0x83, 0xc4, 0x30, 0x41, 0xff, 0xc5, 0x45, 0x39, 0xf5, 0x75, 0xdc, 0xcc,
+}
+
+func (AMD64) SigactionLoop() ([]byte, uint64) {
+	return amd64SigLoop, uint64(len(amd64SigLoop)) // the PC after int3
+}
+
+func (a AMD64) SetSigactionLoop(r arch.Regs, code, buf uint64) {
+	x := r.(*amd64Regs)
+	x.set(rRIP, code)
+	x.set(rOrigRAX, ^uint64(0)) // no restart of the stop we leave
+	x.set(rR12, buf)
+	x.set(rR13, 1)
+	x.set(rR14, arch.SigLoopSignals+1)
+	x.set(rR15, uint64(a.Syscalls().RtSigaction))
+}
+
+func (AMD64) SigLoopErrno(slot []byte) arch.Errno {
+	v := int64(binary.LittleEndian.Uint64(slot[arch.SigLoopResult:]))
+	if v < 0 && v >= -4095 {
+		return arch.Errno(-v)
+	}
+	return 0
+}

@@ -159,3 +159,35 @@ var i386Syscalls = arch.Syscalls{
 	SetRobustList: 311, GetRobustList: 312, Dup3: 330, RtTgsigqueueinfo: 335, Unshare: 310, EpollCtl: 255, Eventfd2: 328, EpollCreate1: 329, Prlimit64: 340, MemfdCreate: 356,
 	Userfaultfd: 374, Rseq: 386, Clone3: 435,
 }
+
+// i386SigLoop: ebp = the slot, edi = the signal; rt_sigaction is 174 in
+// the i386 ABI (int 0x80 clobbers eax only).
+//
+//	loop: mov $174,%eax; mov %edi,%ebx; xor %ecx,%ecx; mov %ebp,%edx
+//	      mov $8,%esi; int $0x80; mov %eax,32(%ebp); add $48,%ebp
+//	      inc %edi; cmp $65,%edi; jne loop; int3
+var i386SigLoop = []byte{
+	0xb8, 0xae, 0x00, 0x00, 0x00, 0x89, 0xfb, 0x31, 0xc9, 0x89, 0xea,
+	0xbe, 0x08, 0x00, 0x00, 0x00, 0xcd, 0x80, 0x89, 0x45, 0x20, 0x83, 0xc5, 0x30,
+	0x47, 0x83, 0xff, 0x41, 0x75, 0xe2, 0xcc,
+}
+
+func (I386) SigactionLoop() ([]byte, uint64) {
+	return i386SigLoop, uint64(len(i386SigLoop)) // the PC after int3
+}
+
+func (I386) SetSigactionLoop(r arch.Regs, code, buf uint64) {
+	x := r.(*i386Regs)
+	x.set(eEIP, uint32(code))
+	x.set(eOrigEAX, 0xffffffff)
+	x.set(eEBP, uint32(buf))
+	x.set(eEDI, 1)
+}
+
+func (I386) SigLoopErrno(slot []byte) arch.Errno {
+	v := int32(binary.LittleEndian.Uint32(slot[arch.SigLoopResult:]))
+	if v < 0 && v >= -4095 {
+		return arch.Errno(-v)
+	}
+	return 0
+}

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -439,5 +440,28 @@ func TestNicePerThread(t *testing.T) {
 	res, err := p.Finish(newPid)
 	if err != nil || !res.Passed() {
 		t.Fatalf("after the restore: %v %s", err, res.Status)
+	}
+}
+
+// A dump that leaves the task running leaves its signal actions as they
+// were: the capture reads them with code ending in a trap, which resets an
+// ignored SIGTRAP to SIG_DFL in the kernel; the capture must put it back.
+// zdtm/sigactions checks its actions (SIGTRAP ignored among them) itself.
+func TestDumpLeavesSignalActions(t *testing.T) {
+	needRoot(t)
+	set := workload.Build(t)
+	p := set.Start(t, "zdtm/sigactions", workload.Opts{})
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, _, err := checkpoint.Dump(pid, io.Discard, checkpoint.DumpOptions{LeaveRunning: true}); err != nil {
+			t.Fatalf("dump %d: %v", i, err)
+		}
+	}
+	res, err := p.Finish(pid)
+	if err != nil || !res.Passed() {
+		t.Fatalf("the original after two dumps: %v %s\n%s", err, res.Status, p.Output())
 	}
 }
