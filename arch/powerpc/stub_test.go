@@ -260,3 +260,51 @@ func TestVectorUseCode(t *testing.T) {
 		})
 	}
 }
+
+// TestSigactionLoopDisassembly checks the loop that reads every signal
+// action (arch.SigactionLooper) as objdump reads it, for each byte order and
+// word size: a 64-bit store of r3 on ppc64, a 32-bit one on ppc32, and the
+// trap at the PC SigactionLoop reports.
+func TestSigactionLoopDisassembly(t *testing.T) {
+	for _, tc := range []struct {
+		a       *Power
+		objdump string
+		machine string
+		endian  string
+		store   string
+	}{
+		{PPC64LE, "powerpc64le-linux-gnu-objdump", "powerpc:common64", "-EL", "std     r3,32(r14)"},
+		{PPC64, "powerpc64-linux-gnu-objdump", "powerpc:common64", "-EB", "std     r3,32(r14)"},
+		{PPC32, "powerpc-linux-gnu-objdump", "powerpc:common", "-EB", "stw     r3,32(r14)"},
+	} {
+		t.Run(tc.a.Name(), func(t *testing.T) {
+			tool, err := exec.LookPath(tc.objdump)
+			if err != nil {
+				t.Skipf("%s not installed (Debian binutils cross package): %v", tc.objdump, err)
+			}
+			code, trapPC := tc.a.SigactionLoop()
+			bin := filepath.Join(t.TempDir(), "loop.bin")
+			if err := os.WriteFile(bin, code, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(tool, "-D", "-b", "binary", "-m", tc.machine, tc.endian, bin).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", tc.objdump, err, out)
+			}
+			re := regexp.MustCompile(`(?m)^\s+([0-9a-f]+):\s+(?:[0-9a-f]{2} ){4}\s*(\S.*)$`)
+			var got []string
+			for _, m := range re.FindAllStringSubmatch(string(out), -1) {
+				got = append(got, strings.Join(strings.Fields(m[2]), " "))
+			}
+			want := []string{"mr r0,r16", "mr r3,r15", "li r4,0", "mr r5,r14", "li r6,8", "sc",
+				strings.Join(strings.Fields(tc.store), " "), "mfcr r7", "stw r7,40(r14)", "addi r14,r14,48",
+				"addi r15,r15,1", "cmpwi r15,65", "bne 0x0", "trap"}
+			if strings.Join(got, "; ") != strings.Join(want, "; ") {
+				t.Errorf("disassembly\n%q\nwant\n%q\n%s", got, want, out)
+			}
+			if trapPC != uint64(len(code)-4) {
+				t.Errorf("trap PC %#x, want the last instruction %#x", trapPC, len(code)-4)
+			}
+		})
+	}
+}
