@@ -29,6 +29,9 @@ type DumpStats struct {
 	Frames      int
 	Frozen      time.Duration // from freeze to kill or thaw
 	Total       time.Duration
+	// Injected is how many system calls and code runs the capture
+	// injected into the task.
+	Injected int
 }
 
 // Dump checkpoints pid into w as an image stream. The task is checked
@@ -58,6 +61,7 @@ func Dump(pid int, w io.Writer, opts DumpOptions) (*image.Task, *DumpStats, erro
 	}
 	st.Frozen = time.Since(frozenAt)
 	st.Total = time.Since(start)
+	st.Injected = f.Injected
 	if err == nil && !opts.LeaveRunning {
 		waitPIDFree(pid, 3*time.Second)
 	}

@@ -22,6 +22,9 @@ type Frozen struct {
 	Arch     arch.Arch
 	Threads  []*inject.Thread // Threads[0] is the thread-group leader
 	PageSize uint64
+	// Injected counts the system calls and code runs the captures so far
+	// injected into the task: what most of a capture's time goes to.
+	Injected int
 	tracer   *inject.Tracer
 	released bool
 }

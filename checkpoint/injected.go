@@ -35,6 +35,7 @@ func (f *Frozen) captureInjected(t *image.Task, maps []procfs.MapEntry) error {
 		return err
 	}
 	defer in.End()
+	defer func() { f.Injected += in.Calls }()
 	sz := f.PageSize
 	addr, err := mmapAnon(in, a, sz)
 	if err != nil {
@@ -100,6 +101,7 @@ func (f *Frozen) captureInjected(t *image.Task, maps []procfs.MapEntry) error {
 		}
 		err := captureThreadInjected(ti, f.PID, a, s, t.Threads[i])
 		if i > 0 {
+			f.Injected += ti.Calls
 			if e := ti.End(); err == nil {
 				err = e
 			}

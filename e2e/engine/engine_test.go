@@ -446,22 +446,49 @@ func TestNicePerThread(t *testing.T) {
 // A dump that leaves the task running leaves its signal actions as they
 // were: the capture reads them with code ending in a trap, which resets an
 // ignored SIGTRAP to SIG_DFL in the kernel; the capture must put it back.
-// zdtm/sigactions checks its actions (SIGTRAP ignored among them) itself.
+// zdtm/sigactions checks its actions (SIGTRAP ignored among them) itself,
+// in the original after two such dumps and in a restored copy. The i386
+// build runs where the kernel runs i386 programs (e2e/x86guest).
 func TestDumpLeavesSignalActions(t *testing.T) {
 	needRoot(t)
 	set := workload.Build(t)
-	p := set.Start(t, "zdtm/sigactions", workload.Opts{})
-	pid, err := p.WaitReady()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 2; i++ {
-		if _, _, err := checkpoint.Dump(pid, io.Discard, checkpoint.DumpOptions{LeaveRunning: true}); err != nil {
-			t.Fatalf("dump %d: %v", i, err)
-		}
-	}
-	res, err := p.Finish(pid)
-	if err != nil || !res.Passed() {
-		t.Fatalf("the original after two dumps: %v %s\n%s", err, res.Status, p.Output())
+	for _, tc := range []struct{ name, workload string }{
+		{"amd64", "zdtm/sigactions"},
+		{"i386", "zdtm/sigactions-i386"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if ok, why := set.Available(tc.workload); !ok {
+				t.Skip(why)
+			}
+			p := set.Start(t, tc.workload, workload.Opts{})
+			pid, err := p.WaitReady()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 2; i++ {
+				_, st, err := checkpoint.Dump(pid, io.Discard, checkpoint.DumpOptions{LeaveRunning: true})
+				if err != nil {
+					t.Fatalf("dump %d: %v", i, err)
+				}
+				// One run reads the 64 actions: a call for each would
+				// make this 70 or more.
+				t.Logf("dump %d: %d injected calls and runs", i, st.Injected)
+				if st.Injected == 0 || st.Injected > 30 {
+					t.Errorf("dump %d injected %d calls and runs, want the signal actions read in one", i, st.Injected)
+				}
+			}
+			res, err := p.Finish(pid)
+			if err != nil || !res.Passed() {
+				t.Fatalf("the original after two dumps: %v %s\n%s", err, res.Status, p.Output())
+			}
+			p = set.Start(t, tc.workload, workload.Opts{})
+			if pid, err = p.WaitReady(); err != nil {
+				t.Fatal(err)
+			}
+			newPid := move(t, p, pid)
+			if res, err := p.Finish(newPid); err != nil || !res.Passed() {
+				t.Fatalf("the restored copy: %v %s\n%s", err, res.Status, p.Output())
+			}
+		})
 	}
 }

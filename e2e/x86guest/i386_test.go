@@ -60,7 +60,7 @@ func TestI386(t *testing.T) {
 		return fmt.Sprintf("%s/%s.test -test.v -test.count=1 -test.timeout=15m -test.run '%s'; r=$((r|$?))",
 			gbin, test, pattern)
 	}
-	script := "r=0; " + run("engine", "TestCheckpointRestore/(fpthreads|i386)") + "; " +
+	script := "r=0; " + run("engine", "TestCheckpointRestore/(fpthreads|i386)|TestDumpLeavesSignalActions/i386") + "; " +
 		run("hosts", "TestMoveI386") + "; exit $r"
 	res, err := Run(ctx, Config{Logf: t.Logf, Command: spec.Command{
 		Argv: []string{"/bin/sh", "-c", script},
@@ -88,6 +88,7 @@ func TestI386(t *testing.T) {
 	for _, want := range []string{
 		"TestCheckpointRestore/i386-busy", "TestCheckpointRestore/i386-busy-static",
 		"TestCheckpointRestore/i386-pause", "TestCheckpointRestore/i386-threads",
+		"TestDumpLeavesSignalActions/i386",
 		"TestCheckpointRestore/i386-fpthreads", "TestCheckpointRestore/i386-fpthreads-static",
 		"TestCheckpointRestore/fpthreads",
 		"TestMoveI386/fpthreads-i386", "TestMoveI386/threads-i386", "TestMoveI386/simple-i386-static",
