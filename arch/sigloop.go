@@ -24,13 +24,13 @@ const (
 // one injected run.
 type SigactionLooper interface {
 	// SigactionLoop returns position-independent code that calls
-	// rt_sigaction(sig, NULL, slot, 8) for sig from 1 to 64 into
-	// consecutive slots of the buffer, stores each result in its slot, and
-	// executes a trap; trapPC is the PC the tracer sees at that trap's
-	// SIGTRAP stop, as an offset from the code's start. The code uses no
-	// memory but the buffer (not the stack) and only registers a syscall
-	// preserves.
-	SigactionLoop() (code []byte, trapPC uint64)
+	// rt_sigaction(sig, NULL, slot, 8) (set: rt_sigaction(sig, slot,
+	// NULL, 8)) for sig from 1 to 64 with consecutive slots of the buffer,
+	// stores each result in its slot, and executes a trap; trapPC is the
+	// PC the tracer sees at that trap's SIGTRAP stop, as an offset from the
+	// code's start. The code uses no memory but the buffer (not the stack)
+	// and only registers a syscall preserves.
+	SigactionLoop(set bool) (code []byte, trapPC uint64)
 	// SetSigactionLoop points r (a copy of the thread's registers) at the
 	// code, placed at code, filling the buffer at buf.
 	SetSigactionLoop(r Regs, code, buf uint64)

@@ -132,22 +132,13 @@ func (f *Frozen) sigactionsInOneRun(in *inject.Injector, t *image.Task, s scratc
 		}
 	}
 	sc := a.Syscalls()
-	code, trapPC := l.SigactionLoop()
-	page, err := mmapAnon(in, a, f.PageSize)
+	code, trapPC := l.SigactionLoop(false)
+	ran, err := in.RunCode(f.PageSize, code, trapPC, func(r arch.Regs, at uint64) { l.SetSigactionLoop(r, at, s.addr) })
 	if err != nil {
-		return false, nil
-	}
-	defer in.Call("munmap", sc.Munmap, page, f.PageSize)
-	if err := inject.WriteMem(f.PID, page, code); err != nil {
-		return false, nil
-	}
-	if _, err := in.Call("mprotect", sc.Mprotect, page, f.PageSize, unix.PROT_READ|unix.PROT_EXEC); err != nil {
-		return false, nil // W^X policies (SELinux execmem, PaX) refuse it
-	}
-	r := in.Saved().Clone()
-	l.SetSigactionLoop(r, page, s.addr)
-	if _, err := in.RunToTrap(r, page+trapPC); err != nil {
 		return false, fmt.Errorf("read the signal actions: %w", err)
+	}
+	if !ran {
+		return false, nil
 	}
 	buf := make([]byte, arch.SigLoopBytes)
 	if err := inject.ReadMem(f.PID, s.addr, buf); err != nil {

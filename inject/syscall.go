@@ -181,6 +181,42 @@ func (in *Injector) RunToTrap(r arch.Regs, trapPC uint64) (arch.Regs, error) {
 	return out, err
 }
 
+// RunCode maps code into the thread's process on a page of its own
+// (mapped writable, filled, then made read-and-execute), runs it with
+// RunToTrap from the registers setup makes of the thread's saved ones (at
+// is where the code went), and unmaps the page. ran is false, with nothing
+// run, when the page could not be mapped, filled or made executable (W^X
+// policies such as SELinux execmem refuse that): the caller then goes the
+// slow way. An error after the run began is returned as such.
+func (in *Injector) RunCode(pageSize uint64, code []byte, trapPC uint64, setup func(r arch.Regs, at uint64)) (ran bool, err error) {
+	if uint64(len(code)) > pageSize {
+		return false, nil
+	}
+	sc := in.th.Arch.Syscalls()
+	page, err := in.Call("mmap", sc.Mmap, 0, pageSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	if err != nil {
+		return false, nil
+	}
+	defer func() {
+		if _, e := in.Call("munmap", sc.Munmap, page, pageSize); e != nil && err == nil {
+			err = e
+		}
+	}()
+	if err := WriteMem(in.th.TID, page, code); err != nil {
+		return false, nil
+	}
+	if _, err := in.Call("mprotect", sc.Mprotect, page, pageSize, unix.PROT_READ|unix.PROT_EXEC); err != nil {
+		return false, nil
+	}
+	r := in.saved.Clone()
+	setup(r, page)
+	if _, err := in.RunToTrap(r, page+trapPC); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
 func stepToSyscallStop(tid int, want string) error {
 	for i := 0; i < 64; i++ {
 		if err := ptrace(unix.PTRACE_SYSCALL, tid, 0, 0); err != nil {

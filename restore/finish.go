@@ -77,15 +77,8 @@ func (p *Process) finish() error {
 			return fmt.Errorf("limit %d (%d/%d): %w", l.Resource, l.Cur, l.Max, err)
 		}
 	}
-	for _, s := range t.Sigactions {
-		b := arch.EncodeSigaction(a, arch.Sigaction{Handler: s.Handler, Flags: s.Flags, Restorer: s.Restorer, Mask: s.Mask})
-		ptr, err := p.writeScratch(b)
-		if err != nil {
-			return err
-		}
-		if _, err := p.call("rt_sigaction", sc.RtSigaction, uint64(s.Signo), ptr, 0, 8); err != nil {
-			return fmt.Errorf("handler of signal %d: %w", s.Signo, err)
-		}
+	if err := p.setSigactions(t.Sigactions); err != nil {
+		return err
 	}
 	for _, it := range t.Itimers {
 		if err := p.setITimer(it); err != nil {
@@ -152,6 +145,78 @@ func (p *Process) finish() error {
 		}
 		if err := unix.Setpriority(unix.PRIO_PROCESS, tb.th.TID, int(tb.img.Nice)); err != nil {
 			return fmt.Errorf("thread %d: nice %d: %w", tb.img.Tid, tb.img.Nice, err)
+		}
+	}
+	return nil
+}
+
+// setSigactions gives the process the task's signal actions: all 64 in one
+// injected run where the arch has the loop (arch.SigactionLooper; the
+// others stay as a new process has them, SIG_DFL with nothing set), else
+// one call for each action the task changed.
+func (p *Process) setSigactions(acts []*image.SigAction) error {
+	a, sc := p.Arch, p.sc()
+	encode := func(s *image.SigAction) []byte {
+		return arch.EncodeSigaction(a, arch.Sigaction{Handler: s.Handler, Flags: s.Flags, Restorer: s.Restorer, Mask: s.Mask})
+	}
+	one := func(s *image.SigAction) error {
+		ptr, err := p.writeScratch(encode(s))
+		if err != nil {
+			return err
+		}
+		if _, err := p.call("rt_sigaction", sc.RtSigaction, uint64(s.Signo), ptr, 0, 8); err != nil {
+			return fmt.Errorf("handler of signal %d: %w", s.Signo, err)
+		}
+		return nil
+	}
+	l, ok := a.(arch.SigactionLooper)
+	if !ok || p.PageSize < arch.SigLoopBytes || len(acts) == 0 {
+		for _, s := range acts {
+			if err := one(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	buf := make([]byte, arch.SigLoopBytes)
+	for _, s := range acts {
+		if s.Signo < 1 || s.Signo > arch.SigLoopSignals {
+			return fmt.Errorf("%w: action for signal %d", ErrBadImage, s.Signo)
+		}
+		copy(buf[(s.Signo-1)*arch.SigLoopSlot:], encode(s))
+	}
+	if err := inject.WriteMem(p.PID, p.scratch, buf); err != nil {
+		return err
+	}
+	code, trapPC := l.SigactionLoop(true)
+	ran, err := p.in.RunCode(p.PageSize, code, trapPC, func(r arch.Regs, at uint64) { l.SetSigactionLoop(r, at, p.scratch) })
+	if err != nil {
+		return fmt.Errorf("set the signal actions: %w", err)
+	}
+	if !ran {
+		for _, s := range acts {
+			if err := one(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := inject.ReadMem(p.PID, p.scratch, buf); err != nil {
+		return err
+	}
+	for sig := 1; sig <= arch.SigLoopSignals; sig++ {
+		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
+			continue // EINVAL: their actions cannot be set
+		}
+		if e := l.SigLoopErrno(buf[(sig-1)*arch.SigLoopSlot : sig*arch.SigLoopSlot]); e != 0 {
+			return fmt.Errorf("handler of signal %d: %w", sig, unix.Errno(e))
+		}
+	}
+	// The loop's trap reset an ignored SIGTRAP to SIG_DFL (see
+	// inject.RunToTrap): set it again.
+	for _, s := range acts {
+		if s.Signo == int32(unix.SIGTRAP) && s.Handler == 1 { // SIG_IGN
+			return one(s)
 		}
 	}
 	return nil

@@ -138,10 +138,13 @@ const (
 	sigLoopReg = 14         // r14, r15, r16
 )
 
-func (p *Power) SigactionLoop() ([]byte, uint64) {
+func (p *Power) SigactionLoop(set bool) ([]byte, uint64) {
 	words := append([]uint32(nil), powerSigLoop...)
 	if p.word == 4 {
 		words[6] = insnSTWr3 // r3 is a word of 32 bits
+	}
+	if set {
+		words[2], words[3] = 0x7dc47378, 0x38a00000 // act = the slot (mr r4,r14), oact = NULL (li r5,0)
 	}
 	code := encode(p.order, words...)
 	return code, uint64(len(code) - 4) // NIP stays at the trap

@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -272,17 +273,20 @@ func TestSigactionLoopDisassembly(t *testing.T) {
 		machine string
 		endian  string
 		store   string
+		set     bool
 	}{
-		{PPC64LE, "powerpc64le-linux-gnu-objdump", "powerpc:common64", "-EL", "std     r3,32(r14)"},
-		{PPC64, "powerpc64-linux-gnu-objdump", "powerpc:common64", "-EB", "std     r3,32(r14)"},
-		{PPC32, "powerpc-linux-gnu-objdump", "powerpc:common", "-EB", "stw     r3,32(r14)"},
+		{PPC64LE, "powerpc64le-linux-gnu-objdump", "powerpc:common64", "-EL", "std     r3,32(r14)", false},
+		{PPC64, "powerpc64-linux-gnu-objdump", "powerpc:common64", "-EB", "std     r3,32(r14)", false},
+		{PPC32, "powerpc-linux-gnu-objdump", "powerpc:common", "-EB", "stw     r3,32(r14)", false},
+		{PPC64LE, "powerpc64le-linux-gnu-objdump", "powerpc:common64", "-EL", "std     r3,32(r14)", true},
+		{PPC32, "powerpc-linux-gnu-objdump", "powerpc:common", "-EB", "stw     r3,32(r14)", true},
 	} {
-		t.Run(tc.a.Name(), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/set=%v", tc.a.Name(), tc.set), func(t *testing.T) {
 			tool, err := exec.LookPath(tc.objdump)
 			if err != nil {
 				t.Skipf("%s not installed (Debian binutils cross package): %v", tc.objdump, err)
 			}
-			code, trapPC := tc.a.SigactionLoop()
+			code, trapPC := tc.a.SigactionLoop(tc.set)
 			bin := filepath.Join(t.TempDir(), "loop.bin")
 			if err := os.WriteFile(bin, code, 0o644); err != nil {
 				t.Fatal(err)
@@ -296,7 +300,11 @@ func TestSigactionLoopDisassembly(t *testing.T) {
 			for _, m := range re.FindAllStringSubmatch(string(out), -1) {
 				got = append(got, strings.Join(strings.Fields(m[2]), " "))
 			}
-			want := []string{"mr r0,r16", "mr r3,r15", "li r4,0", "mr r5,r14", "li r6,8", "sc",
+			args := []string{"li r4,0", "mr r5,r14"}
+			if tc.set {
+				args = []string{"mr r4,r14", "li r5,0"}
+			}
+			want := []string{"mr r0,r16", "mr r3,r15", args[0], args[1], "li r6,8", "sc",
 				strings.Join(strings.Fields(tc.store), " "), "mfcr r7", "stw r7,40(r14)", "addi r14,r14,48",
 				"addi r15,r15,1", "cmpwi r15,65", "bne 0x0", "trap"}
 			if strings.Join(got, "; ") != strings.Join(want, "; ") {

@@ -184,8 +184,13 @@ var amd64SigLoop = []byte{
 	0x49, 0x83, 0xc4, 0x30, 0x41, 0xff, 0xc5, 0x45, 0x39, 0xf5, 0x75, 0xdc, 0xcc,
 }
 
-func (AMD64) SigactionLoop() ([]byte, uint64) {
-	return amd64SigLoop, uint64(len(amd64SigLoop)) // the PC after int3
+func (AMD64) SigactionLoop(set bool) ([]byte, uint64) {
+	code := append([]byte(nil), amd64SigLoop...)
+	if set {
+		// act = the slot, oact = NULL: mov %r12,%rsi; xor %edx,%edx
+		copy(code[6:], []byte{0x4c, 0x89, 0xe6, 0x31, 0xd2})
+	}
+	return code, uint64(len(code)) // the PC after int3
 }
 
 func (a AMD64) SetSigactionLoop(r arch.Regs, code, buf uint64) {

@@ -172,8 +172,13 @@ var i386SigLoop = []byte{
 	0x47, 0x83, 0xff, 0x41, 0x75, 0xe2, 0xcc,
 }
 
-func (I386) SigactionLoop() ([]byte, uint64) {
-	return i386SigLoop, uint64(len(i386SigLoop)) // the PC after int3
+func (I386) SigactionLoop(set bool) ([]byte, uint64) {
+	code := append([]byte(nil), i386SigLoop...)
+	if set {
+		// act = the slot, oact = NULL: mov %ebp,%ecx; xor %edx,%edx
+		copy(code[7:], []byte{0x89, 0xe9, 0x31, 0xd2})
+	}
+	return code, uint64(len(code)) // the PC after int3
 }
 
 func (I386) SetSigactionLoop(r arch.Regs, code, buf uint64) {

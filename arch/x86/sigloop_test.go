@@ -19,19 +19,26 @@ func TestSigactionLoopDisassembly(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name    string
-		loop    func() ([]byte, uint64)
+		loop    func(bool) ([]byte, uint64)
+		set     bool
 		machine string
 		want    []string
 	}{
-		{"amd64", AMD64{}.SigactionLoop, "i386:x86-64", []string{
+		{"amd64", AMD64{}.SigactionLoop, false, "i386:x86-64", []string{
 			"mov %r15d,%eax", "mov %r13d,%edi", "xor %esi,%esi", "mov %r12,%rdx", "mov $0x8,%r10d", "syscall",
 			"mov %rax,0x20(%r12)", "add $0x30,%r12", "inc %r13d", "cmp %r14d,%r13d", "jne 0x0", "int3"}},
-		{"i386", I386{}.SigactionLoop, "i386", []string{
+		{"amd64-set", AMD64{}.SigactionLoop, true, "i386:x86-64", []string{
+			"mov %r15d,%eax", "mov %r13d,%edi", "mov %r12,%rsi", "xor %edx,%edx", "mov $0x8,%r10d", "syscall",
+			"mov %rax,0x20(%r12)", "add $0x30,%r12", "inc %r13d", "cmp %r14d,%r13d", "jne 0x0", "int3"}},
+		{"i386-set", I386{}.SigactionLoop, true, "i386", []string{
+			"mov $0xae,%eax", "mov %edi,%ebx", "mov %ebp,%ecx", "xor %edx,%edx", "mov $0x8,%esi", "int $0x80",
+			"mov %eax,0x20(%ebp)", "add $0x30,%ebp", "inc %edi", "cmp $0x41,%edi", "jne 0x0", "int3"}},
+		{"i386", I386{}.SigactionLoop, false, "i386", []string{
 			"mov $0xae,%eax", "mov %edi,%ebx", "xor %ecx,%ecx", "mov %ebp,%edx", "mov $0x8,%esi", "int $0x80",
 			"mov %eax,0x20(%ebp)", "add $0x30,%ebp", "inc %edi", "cmp $0x41,%edi", "jne 0x0", "int3"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, trapPC := tc.loop()
+			code, trapPC := tc.loop(tc.set)
 			bin := filepath.Join(t.TempDir(), "loop.bin")
 			if err := os.WriteFile(bin, code, 0o644); err != nil {
 				t.Fatal(err)
