@@ -144,20 +144,7 @@ func TestStubDisassembly(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			bin := filepath.Join(t.TempDir(), "code.bin")
-			if err := os.WriteFile(bin, raw[codeAt(tc.a):][:12], 0o644); err != nil {
-				t.Fatal(err)
-			}
-			out, err := exec.Command(tool, "-D", "-b", "binary", "-m", tc.machine, tc.endian, bin).CombinedOutput()
-			if err != nil {
-				t.Fatalf("%s: %v\n%s", tc.objdump, err, out)
-			}
-			// Lines like "   4:	02 00 00 44 	sc".
-			re := regexp.MustCompile(`(?m)^\s+([0-9a-f]+):\s+(?:[0-9a-f]{2} ){4}\s*(\S.*)$`)
-			var got []string
-			for _, m := range re.FindAllStringSubmatch(string(out), -1) {
-				got = append(got, m[1]+" "+strings.TrimSpace(m[2]))
-			}
+			got, out := disassemble(t, tool, tc.machine, tc.endian, raw[codeAt(tc.a):][:12])
 			want := []string{"0 trap", "4 sc", "8 trap"}
 			if strings.Join(got, "; ") != strings.Join(want, "; ") {
 				t.Errorf("disassembly %q, want %q\n%s", got, want, out)
@@ -287,18 +274,11 @@ func TestSigactionLoopDisassembly(t *testing.T) {
 				t.Skipf("%s not installed (Debian binutils cross package): %v", tc.objdump, err)
 			}
 			code, trapPC := tc.a.SigactionLoop(tc.set)
-			bin := filepath.Join(t.TempDir(), "loop.bin")
-			if err := os.WriteFile(bin, code, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			out, err := exec.Command(tool, "-D", "-b", "binary", "-m", tc.machine, tc.endian, bin).CombinedOutput()
-			if err != nil {
-				t.Fatalf("%s: %v\n%s", tc.objdump, err, out)
-			}
-			re := regexp.MustCompile(`(?m)^\s+([0-9a-f]+):\s+(?:[0-9a-f]{2} ){4}\s*(\S.*)$`)
+			lines, out := disassemble(t, tool, tc.machine, tc.endian, code)
 			var got []string
-			for _, m := range re.FindAllStringSubmatch(string(out), -1) {
-				got = append(got, strings.Join(strings.Fields(m[2]), " "))
+			for _, l := range lines {
+				_, text, _ := strings.Cut(l, " ")
+				got = append(got, strings.Join(strings.Fields(text), " "))
 			}
 			args := []string{"li r4,0", "mr r5,r14"}
 			if tc.set {
@@ -315,4 +295,25 @@ func TestSigactionLoopDisassembly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// disassemble runs objdump on code and returns its instructions as
+// "offset text" (hex offset), and objdump's output.
+func disassemble(t *testing.T, tool, machine, endian string, code []byte) ([]string, []byte) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "code.bin")
+	if err := os.WriteFile(bin, code, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(tool, "-D", "-b", "binary", "-m", machine, endian, bin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", tool, err, out)
+	}
+	// Lines like "   4:	02 00 00 44 	sc".
+	re := regexp.MustCompile(`(?m)^\s+([0-9a-f]+):\s+(?:[0-9a-f]{2} ){4}\s*(\S.*)$`)
+	var got []string
+	for _, m := range re.FindAllStringSubmatch(string(out), -1) {
+		got = append(got, m[1]+" "+strings.TrimSpace(m[2]))
+	}
+	return got, out
 }

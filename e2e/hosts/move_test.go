@@ -35,7 +35,7 @@ func moveJSON(t *testing.T, env *hosts.Env, pid int, to string, extra ...string)
 func TestMoveWorkloads(t *testing.T) {
 	env, ctx := setup(t, hosts.Options{Hosts: 2})
 	set := workload.Build(t)
-	a, b := env.Host(0), env.Host(1)
+	a := env.Host(0)
 	cases := []struct {
 		name, workload string
 		args           []string
@@ -49,31 +49,40 @@ func TestMoveWorkloads(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p := set.Start(t, c.workload, env.WorkloadOpts(ctx, a, c.args...))
-			pid, err := p.WaitReady()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := p.WaitProgress(3, 30*time.Second); err != nil {
-				t.Fatal(err)
-			}
-			rep, out, err := moveJSON(t, env, pid, "b")
-			if err != nil {
-				t.Fatalf("move: %v\n%s", err, out)
-			}
-			t.Logf("report: %s", out)
-			if rep.NewPID != pid {
-				t.Errorf("new pid %d, want %d", rep.NewPID, pid)
-			}
-			if a.HasPID(pid) {
-				t.Errorf("the original (pid %d) is still on the source", pid)
-			}
-			if !b.HasPID(pid) {
-				t.Fatalf("pid %d is not on the destination", pid)
-			}
+			p, pid := startRunning(t, set, c.workload, env.WorkloadOpts(ctx, a, c.args...))
+			moveToB(t, env, pid)
 			passesOnDestination(t, p, pid, 30*time.Second)
 		})
 	}
+}
+
+// startRunning starts workload name and waits until it has made progress.
+func startRunning(t *testing.T, set *workload.Set, name string, opts workload.Opts) (*workload.Proc, int) {
+	t.Helper()
+	p := set.Start(t, name, opts)
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitProgress(3, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return p, pid
+}
+
+// moveToB moves pid from host a to host b and checks that it runs there
+// alone, with its PID.
+func moveToB(t *testing.T, env *hosts.Env, pid int) *move.Report {
+	t.Helper()
+	rep, out, err := moveJSON(t, env, pid, "b")
+	if err != nil {
+		t.Fatalf("move: %v\n%s", err, out)
+	}
+	t.Logf("report: %s", out)
+	if a, b := env.Host(0), env.Host(1); rep.NewPID != pid || a.HasPID(pid) || !b.HasPID(pid) {
+		t.Fatalf("pid %d: new pid %d, on the source %v, on the destination %v", pid, rep.NewPID, a.HasPID(pid), b.HasPID(pid))
+	}
+	return rep
 }
 
 // passesOnDestination checks a moved workload: it makes progress within
@@ -100,23 +109,8 @@ func passesOnDestination(t *testing.T, p *workload.Proc, pid int, wait time.Dura
 func TestMoveWithoutCrossMemoryAttach(t *testing.T) {
 	env, ctx := setup(t, hosts.Options{Hosts: 2, AgentEnv: func(int) []string { return []string{inject.NoCrossMemoryEnv + "=1"} }})
 	set := workload.Build(t)
-	a, b := env.Host(0), env.Host(1)
-	p := set.Start(t, "threads", env.WorkloadOpts(ctx, a))
-	pid, err := p.WaitReady()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.WaitProgress(3, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	rep, out, err := moveJSON(t, env, pid, "b")
-	if err != nil {
-		t.Fatalf("move: %v\n%s", err, out)
-	}
-	t.Logf("report: %s", out)
-	if rep.NewPID != pid || a.HasPID(pid) || !b.HasPID(pid) {
-		t.Fatalf("pid %d: new pid %d, on the source %v, on the destination %v", pid, rep.NewPID, a.HasPID(pid), b.HasPID(pid))
-	}
+	p, pid := startRunning(t, set, "threads", env.WorkloadOpts(ctx, env.Host(0)))
+	moveToB(t, env, pid)
 	passesOnDestination(t, p, pid, 30*time.Second)
 }
 
@@ -139,11 +133,7 @@ func TestMoveKeepsClocksAhead(t *testing.T) {
 		l.Argv = append([]string{unshare, "--time", "--monotonic=3600", "--boottime=3600", "--fork", "--"}, l.Argv...)
 		return launch(l)
 	}
-	p := set.Start(t, "simple", opts)
-	pid, err := p.WaitReady()
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, pid := startRunning(t, set, "simple", opts)
 	offsets := func(h *nshost.Host) string {
 		t.Helper()
 		rp, err := h.RootPID(pid)
@@ -159,16 +149,7 @@ func TestMoveKeepsClocksAhead(t *testing.T) {
 	if off := offsets(a); !strings.Contains(off, "3600") {
 		t.Fatalf("the workload is not an hour ahead:\n%s", off)
 	}
-	if err := p.WaitProgress(3, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	rep, out, err := moveJSON(t, env, pid, "b")
-	if err != nil {
-		t.Fatalf("move: %v\n%s", err, out)
-	}
-	if rep.NewPID != pid || a.HasPID(pid) || !b.HasPID(pid) {
-		t.Fatalf("pid %d: new pid %d, on the source %v, on the destination %v", pid, rep.NewPID, a.HasPID(pid), b.HasPID(pid))
-	}
+	moveToB(t, env, pid)
 	off := offsets(b)
 	t.Logf("time namespace offsets on the destination:\n%s", off)
 	for _, l := range strings.Split(strings.TrimSpace(off), "\n") {
