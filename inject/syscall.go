@@ -146,36 +146,20 @@ func (in *Injector) RunToTrap(r arch.Regs, trapPC uint64) (arch.Regs, error) {
 		if err := setRegset(tid, arch.NT_PRSTATUS, r.Bytes()); err != nil {
 			return err
 		}
-		for i := 0; i < 64; i++ {
-			if err := ptrace(unix.PTRACE_CONT, tid, 0, 0); err != nil {
-				return fmt.Errorf("ptrace cont %d: %w", tid, err)
-			}
-			ws, err := wait(tid)
-			if err != nil {
-				return err
-			}
-			switch {
-			case ws.Exited() || ws.Signaled():
-				return fmt.Errorf("thread %d %s: %w", tid, describe(ws), ErrGone)
-			case ws.Stopped() && ws.TrapCause() > 0:
-				continue // PTRACE_EVENT_* stop: go on
-			case ws.Stopped() && ws.StopSignal() == unix.SIGTRAP:
-				raw, err := getRegset(tid, arch.NT_PRSTATUS)
-				if err != nil {
-					return err
-				}
-				if out, err = in.th.Arch.DecodeRegs(raw); err != nil {
-					return err
-				}
-				if out.PC() != trapPC {
-					return fmt.Errorf("thread %d: SIGTRAP at %#x, not at the code's trap (%#x)", tid, out.PC(), trapPC)
-				}
-				return nil
-			default:
-				return &StopError{TID: tid, Status: ws, Want: "the code's trap"}
-			}
+		if err := resumeToStop(tid, unix.PTRACE_CONT, int(unix.SIGTRAP), "the code's trap"); err != nil {
+			return err
 		}
-		return fmt.Errorf("thread %d: no trap", tid)
+		raw, err := getRegset(tid, arch.NT_PRSTATUS)
+		if err != nil {
+			return err
+		}
+		if out, err = in.th.Arch.DecodeRegs(raw); err != nil {
+			return err
+		}
+		if out.PC() != trapPC {
+			return fmt.Errorf("thread %d: SIGTRAP at %#x, not at the code's trap (%#x)", tid, out.PC(), trapPC)
+		}
+		return nil
 	})
 	in.Calls++
 	return out, err
@@ -218,9 +202,17 @@ func (in *Injector) RunCode(pageSize uint64, code []byte, trapPC uint64, setup f
 }
 
 func stepToSyscallStop(tid int, want string) error {
+	return resumeToStop(tid, unix.PTRACE_SYSCALL, ptraceSyscallStopSignal, want)
+}
+
+// resumeToStop resumes tid with req (PTRACE_SYSCALL, PTRACE_CONT) until it
+// stops with signal sig, stepping over PTRACE_EVENT stops (a fork or clone
+// made by an injected call). Every blockable signal is blocked during
+// injection; any other stop is a synchronous fault of the injected code.
+func resumeToStop(tid, req, sig int, want string) error {
 	for i := 0; i < 64; i++ {
-		if err := ptrace(unix.PTRACE_SYSCALL, tid, 0, 0); err != nil {
-			return fmt.Errorf("ptrace syscall %d: %w", tid, err)
+		if err := ptrace(req, tid, 0, 0); err != nil {
+			return fmt.Errorf("ptrace %d on %d: %w", req, tid, err)
 		}
 		ws, err := wait(tid)
 		if err != nil {
@@ -229,13 +221,11 @@ func stepToSyscallStop(tid int, want string) error {
 		switch {
 		case ws.Exited() || ws.Signaled():
 			return fmt.Errorf("thread %d %s: %w", tid, describe(ws), ErrGone)
-		case ws.Stopped() && int(ws.StopSignal()) == ptraceSyscallStopSignal:
+		case ws.Stopped() && int(ws.StopSignal()) == sig && ws.TrapCause() <= 0:
 			return nil
 		case ws.Stopped() && ws.TrapCause() > 0:
 			continue // PTRACE_EVENT_* stop: step on
 		case ws.Stopped():
-			// Every blockable signal is blocked during injection; what
-			// still stops us is a synchronous fault of the injected call.
 			return &StopError{TID: tid, Status: ws, Want: want}
 		}
 	}

@@ -18,9 +18,10 @@ import (
 // carries (read by the source just before it sent them): the difference
 // between the task's clocks and ours, measured that way, is short by the
 // manifest's transit, which the margin (a round trip and some) covers. The
-// clocks then resume about where they stopped (the downtime absorbs what
-// the margin misses); at the cutover, check verifies against the clocks of
-// the freeze that they do not go back.
+// clocks then resume about where they stopped. At the cutover, check
+// measures against the clocks of the freeze how far they would still go
+// back (what the margin missed, on a loaded host): the destination waits
+// that out, up to a second, or refuses.
 
 // clockPlan is how the task's clocks continue here.
 type clockPlan struct {
@@ -81,20 +82,30 @@ func (p clockPlan) taskNow() *image.Clocks {
 	return &image.Clocks{MonotonicNs: now.mono + p.mono, BoottimeNs: now.boot + p.boot}
 }
 
-// check verifies, at the cutover, that the task's clocks will not go back
-// here: its clocks at the freeze (c) are at most ours now plus the offsets
-// of the namespace proc runs in.
-func (p clockPlan) check(c *image.Clocks, proc *restore.Process) error {
+// maxClockWait bounds how long the cutover waits for this host's clocks to
+// catch up with the task's (see check).
+const maxClockWait = time.Second
+
+// check tells, at the cutover, how long to wait before the task may run
+// here so that its clocks do not go back: its clocks at the freeze (c)
+// against ours now plus the offsets of the namespace proc runs in. The
+// margin usually makes that 0; when the manifest's handling took longer
+// than the margin (a loaded host), the shortfall is waited out, a little
+// more downtime instead of a failed move. Beyond maxClockWait it is an
+// error.
+func (p clockPlan) check(c *image.Clocks, proc *restore.Process) (time.Duration, error) {
 	if c == nil {
-		return nil
+		return 0, nil
 	}
 	offMono, offBoot := proc.TimeOffsets()
 	now := readClocks()
-	if back := c.MonotonicNs - (now.mono + offMono); back > 0 {
-		return fmt.Errorf("the task's CLOCK_MONOTONIC would go back by %v here (time namespace offset %v)", time.Duration(back), time.Duration(offMono))
+	backMono := time.Duration(c.MonotonicNs - (now.mono + offMono))
+	backBoot := time.Duration(c.BoottimeNs - (now.boot + offBoot))
+	if backMono > maxClockWait {
+		return 0, fmt.Errorf("the task's CLOCK_MONOTONIC would go back by %v here (time namespace offset %v)", backMono, time.Duration(offMono))
 	}
-	if back := c.BoottimeNs - (now.boot + offBoot); back > 0 {
-		return fmt.Errorf("the task's CLOCK_BOOTTIME would go back by %v here (time namespace offset %v)", time.Duration(back), time.Duration(offBoot))
+	if backBoot > maxClockWait {
+		return 0, fmt.Errorf("the task's CLOCK_BOOTTIME would go back by %v here (time namespace offset %v)", backBoot, time.Duration(offBoot))
 	}
-	return nil
+	return max(backMono, backBoot, 0), nil
 }

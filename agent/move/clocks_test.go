@@ -23,8 +23,13 @@ func TestClockPlan(t *testing.T) {
 	}
 	// Without a namespace the task's clocks (an hour ahead, at the
 	// freeze) would go back: the cutover refuses.
-	if err := p.check(ahead, &restore.Process{}); err == nil {
+	if _, err := p.check(ahead, &restore.Process{}); err == nil {
 		t.Fatal("check accepted clocks an hour ahead with no time namespace")
+	}
+	// A few milliseconds ahead: waited out.
+	soon := &image.Clocks{MonotonicNs: readClocks().mono + int64(20*time.Millisecond), BoottimeNs: now.boot}
+	if wait, err := (clockPlan{}).check(soon, &restore.Process{}); err != nil || wait <= 0 || wait > 20*time.Millisecond {
+		t.Fatalf("20 ms ahead: wait %v, %v", wait, err)
 	}
 	// The same host, or one that booted earlier: no namespace, and the
 	// clocks of a freeze a moment ago are fine.
@@ -32,8 +37,8 @@ func TestClockPlan(t *testing.T) {
 	if p, refuse := planClocks(behind, rtt, true); refuse || p.need || p.taskNow() != nil {
 		t.Fatalf("same clocks: need %v", p.need)
 	}
-	if err := (clockPlan{}).check(behind, &restore.Process{}); err != nil {
-		t.Fatalf("check: %v", err)
+	if wait, err := (clockPlan{}).check(behind, &restore.Process{}); err != nil || wait != 0 {
+		t.Fatalf("check: wait %v, %v", wait, err)
 	}
 	if p, refuse := planClocks(nil, rtt, true); refuse || p.need {
 		t.Fatal("no clocks in the manifest: need")

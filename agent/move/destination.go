@@ -299,10 +299,15 @@ func (d *destination) final(t *image.Task) error {
 		return fmt.Errorf("%w at the cutover: %s", ErrRejected, compat.NewReport(v).String())
 	}
 	phase(d.log, "final state")
-	if err := d.clocks.check(t.Clocks, d.proc); err != nil {
+	wait, err := d.clocks.check(t.Clocks, d.proc)
+	if err != nil {
 		d.proc.Kill()
 		_ = d.s.Send(&image.Control{Msg: &image.Control_Failed{Failed: &image.Failed{MoveId: d.id, Reasons: []*image.Reason{{Code: compat.ReasonTimeNS, Message: err.Error()}}}}})
 		return fmt.Errorf("%w at the cutover: %v", ErrRejected, err)
+	}
+	if wait > 0 {
+		d.log.Info("waiting for this host's clocks to catch up with the task's", "wait", wait)
+		time.Sleep(wait)
 	}
 	d.proc.Task = t
 	if err := d.proc.ApplyLayout(t.Vmas, nil); err != nil {
