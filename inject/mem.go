@@ -25,6 +25,23 @@ const NoCrossMemoryEnv = "MIGRATED_NO_CROSS_MEMORY"
 // fall back then too.
 var CrossMemoryAttach = sync.OnceValue(func() bool { return os.Getenv(NoCrossMemoryEnv) != "1" })
 
+// ProcessVMWritev is unix.ProcessVMWritev, or ENOSYS where CrossMemoryAttach
+// says no: callers handle both the same way.
+func ProcessVMWritev(pid int, local []unix.Iovec, remote []unix.RemoteIovec) (int, error) {
+	if !CrossMemoryAttach() {
+		return 0, unix.ENOSYS
+	}
+	return unix.ProcessVMWritev(pid, local, remote, 0)
+}
+
+// processVMReadv is the same for process_vm_readv.
+func processVMReadv(pid int, local []unix.Iovec, remote []unix.RemoteIovec) (int, error) {
+	if !CrossMemoryAttach() {
+		return 0, unix.ENOSYS
+	}
+	return unix.ProcessVMReadv(pid, local, remote, 0)
+}
+
 // ReadMem copies len(buf) bytes at addr of pid into buf with
 // process_vm_readv (through /proc/PID/mem on a kernel built without
 // CONFIG_CROSS_MEMORY_ATTACH, which has no process_vm_*). It does not need
@@ -118,10 +135,7 @@ func ReadPages(pid int, addrs []uint64, pageSize uint64, buf []byte) error {
 		}
 		local := []unix.Iovec{{Base: &buf[bufOff]}}
 		local[0].SetLen(n * int(pageSize))
-		got, err := 0, error(unix.ENOSYS)
-		if CrossMemoryAttach() {
-			got, err = unix.ProcessVMReadv(pid, local, remote, 0)
-		}
+		got, err := processVMReadv(pid, local, remote)
 		if err == unix.ENOSYS {
 			// A kernel without CONFIG_CROSS_MEMORY_ATTACH: /proc/PID/mem,
 			// one range at a time.

@@ -70,10 +70,7 @@ func (w *extentWriter) write(pid int, ext []transport.Extent, writeAt func(addr 
 			w.remote = append(w.remote, unix.RemoteIovec{Base: uintptr(e.Addr), Len: len(e.Data)})
 			total += len(e.Data)
 		}
-		n, err := 0, error(unix.ENOSYS)
-		if inject.CrossMemoryAttach() {
-			n, err = unix.ProcessVMWritev(pid, w.local, w.remote, 0)
-		}
+		n, err := inject.ProcessVMWritev(pid, w.local, w.remote)
 		clear(w.local) // drop the references to the frame's buffer
 		if err == nil && n == total {
 			continue
