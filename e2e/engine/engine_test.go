@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -81,35 +82,42 @@ func TestCheckpointRestore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			stopKick := make(chan struct{})
-			kicking := func(pid int) {
-				for {
-					select {
-					case <-stopKick:
-						return
-					case <-time.After(20 * time.Millisecond):
-						_ = p.Signal(pid, syscall.SIGUSR1)
-					}
+			// kick sends SIGUSR1 every 20 ms until the function it returns
+			// is called; that call returns once no more signal can come, so
+			// the self-check's own raise(SIGUSR1) is counted alone.
+			kick := func(pid int) (stop func()) {
+				if !c.kick {
+					return func() {}
 				}
+				quit, done := make(chan struct{}), make(chan struct{})
+				go func() {
+					defer close(done)
+					for {
+						select {
+						case <-quit:
+							return
+						case <-time.After(20 * time.Millisecond):
+							_ = p.Signal(pid, syscall.SIGUSR1)
+						}
+					}
+				}()
+				var once sync.Once
+				return func() { once.Do(func() { close(quit); <-done }) }
 			}
-			if c.kick {
-				go kicking(pid)
-			}
+			stop := kick(pid)
+			defer stop()
 			if err := p.WaitProgress(3, 20*time.Second); err != nil {
 				t.Fatal(err)
 			}
-			if c.kick {
-				stopKick <- struct{}{}
-			}
+			stop()
 			before, _ := p.Progress()
 			newPid := move(t, p, pid)
-			if c.kick {
-				go kicking(newPid)
-				defer close(stopKick)
-			}
+			stop = kick(newPid)
+			defer stop()
 			if err := p.WaitProgress(before+3, 20*time.Second); err != nil {
 				t.Fatalf("no progress after the restore: %v\n%s", err, p.Output())
 			}
+			stop()
 			res, err := p.Finish(newPid)
 			if err != nil {
 				t.Fatalf("finish: %v\n%s", err, p.Output())
