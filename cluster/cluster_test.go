@@ -104,7 +104,7 @@ func TestThreeNodes(t *testing.T) {
 	}
 	all := map[string]State{"a": StateAlive, "b": StateAlive, "c": StateAlive}
 	for _, n := range []*Cluster{a, b, c} {
-		waitFor(t, 2*time.Second, "three alive", func() error { return expect(n, all) })
+		waitFor(t, 10*time.Second, "three alive", func() error { return expect(n, all) })
 	}
 	for _, m := range b.Members() {
 		want := map[string]uint32{"a": 1, "b": 2, "c": 3}[m.Name]
@@ -163,7 +163,7 @@ func TestFailedNode(t *testing.T) {
 	if _, err := b.Join(ctx, []string{a.LocalAddr().String()}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, "two alive", func() error {
+	waitFor(t, 10*time.Second, "two alive", func() error {
 		return expect(a, map[string]State{"a": StateAlive, "b": StateAlive})
 	})
 	b.shutdown(false, 0) // no leave message

@@ -101,7 +101,7 @@ func TestClusterAcceptance(t *testing.T) {
 
 	all := map[string]cluster.State{"a": cluster.StateAlive, "b": cluster.StateAlive, "c": cluster.StateAlive}
 	for _, p := range agents {
-		took := waitStates(t, p, 2*time.Second, all)
+		took := waitStates(t, p, 10*time.Second, all)
 		t.Logf("%s shows all three alive at the %v poll after every agent answered", p.name, took)
 	}
 	for _, p := range agents {

@@ -1,6 +1,7 @@
 package hosts_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -8,28 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/migrated/migrated/agent/move"
 	"github.com/migrated/migrated/e2e/hosts"
 	"github.com/migrated/migrated/e2e/nshost"
 )
-
-// procState returns the state letter of pid (as host h sees it) from the
-// machine's /proc, or 0 when h has no such pid.
-func procState(h *nshost.Host, pid int) byte {
-	rp, err := h.RootPID(pid)
-	if err != nil {
-		return 0
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", rp))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) {
-		return 0
-	}
-	return s[i+2]
-}
 
 // The link goes down right after COMMIT, for longer than the session's idle
 // timeout: the source cannot hear RUNNING, keeps the original frozen (in
@@ -38,7 +21,7 @@ func procState(h *nshost.Host, pid int) byte {
 func TestLinkDownAfterCommit(t *testing.T) {
 	env, ctx := setup(t, hosts.Options{Hosts: 2, AgentEnv: func(i int) []string {
 		if i == 1 {
-			return []string{"MIGRATED_TEST_RUNNING_DELAY=2s"}
+			return []string{"MIGRATED_TEST_RUNNING_DELAY=5s"}
 		}
 		return nil
 	}})
@@ -51,9 +34,9 @@ func TestLinkDownAfterCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait until the destination has resumed the task (it then holds
-	// RUNNING back for 2 s), and cut the link.
+	// RUNNING back for 5 s), and cut the link.
 	deadline := time.Now().Add(60 * time.Second)
-	for !(b.HasPID(pid) && procState(b, pid) != 't' && procState(b, pid) != 0 && tracerOf(b, pid) == 0) {
+	for !(b.HasPID(pid) && hosts.ProcState(b, pid) != 't' && hosts.ProcState(b, pid) != 0 && tracerOf(b, pid) == 0) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the task never resumed on the destination:\n%s", out.String())
 		}
@@ -65,7 +48,7 @@ func TestLinkDownAfterCommit(t *testing.T) {
 	// While the link is down (longer than the 15 s idle timeout): the
 	// source's copy, if any, must be frozen; never two running copies.
 	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); {
-		if st := procState(a, pid); st != 0 && st != 't' {
+		if st := hosts.ProcState(a, pid); st != 0 && st != 't' {
 			t.Fatalf("two copies run: the original is in state %c on the source while the destination runs it", st)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -75,12 +58,21 @@ func TestLinkDownAfterCommit(t *testing.T) {
 	}
 	err := mv.Wait()
 	t.Logf("move (err %v):\n%s", err, out.String())
+	// The move was in doubt: its original stayed frozen while the link was
+	// down (with the link cut too late, RUNNING would have come within
+	// the 5 s delay, and this test would have tested nothing).
+	var rep move.Report
+	if err == nil {
+		if json.Unmarshal([]byte(out.String()), &rep) != nil || rep.FreezeMs < 15000 {
+			t.Fatalf("the move was never in doubt (frozen %.0f ms, not past the 15 s idle timeout):\n%s", rep.FreezeMs, out.String())
+		}
+	}
 	// The outcome is learned and acted on: the original goes.
 	for end := time.Now().Add(60 * time.Second); a.HasPID(pid); {
 		if time.Now().After(end) {
-			t.Fatalf("the original is still on the source a minute after the link came back (state %c)", procState(a, pid))
+			t.Fatalf("the original is still on the source a minute after the link came back (state %c)", hosts.ProcState(a, pid))
 		}
-		if st := procState(a, pid); st != 0 && st != 't' {
+		if st := hosts.ProcState(a, pid); st != 0 && st != 't' {
 			t.Fatalf("the original runs again (state %c) although the destination runs the task", st)
 		}
 		time.Sleep(100 * time.Millisecond)

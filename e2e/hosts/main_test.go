@@ -57,7 +57,7 @@ func setup(t *testing.T, o hosts.Options) (*hosts.Env, context.Context) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs ip (iproute2)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	t.Cleanup(cancel)
 	o.Bin = migratedBin(t)
 	env, err := hosts.Setup(ctx, o)

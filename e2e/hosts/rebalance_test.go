@@ -55,16 +55,17 @@ func TestRebalanceMovesOffHotHost(t *testing.T) {
 		}
 		procs, pids = append(procs, p), append(pids, pid)
 	}
+	// where: "" while a task is nowhere or in its cutover.
 	where := func(pid int) string {
-		for _, h := range env.Cluster.Hosts {
-			if h.HasPID(pid) {
-				return h.Name
-			}
+		if h, _ := env.Where(pid); h != nil {
+			return h.Name
 		}
 		return ""
 	}
 	// Watch where every task is, every 200 ms: until one moved and then
-	// 20 s more (bounded by 60 s without a move).
+	// 20 s more (bounded by 60 s without a move), and on until nothing
+	// moved for 3 s, so that the checks below do not race a late move
+	// (bounded by 60 s more).
 	type hop struct {
 		task     int
 		from, to string
@@ -80,13 +81,28 @@ func TestRebalanceMovesOffHotHost(t *testing.T) {
 	}
 	start := time.Now()
 	deadline := start.Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	var settleBy time.Time
+	for quiet := time.Now(); ; {
+		now := time.Now()
+		if now.After(deadline) {
+			if settleBy.IsZero() {
+				settleBy = now.Add(60 * time.Second)
+			}
+			if now.Sub(quiet) >= 3*time.Second || now.After(settleBy) {
+				break
+			}
+		}
 		time.Sleep(200 * time.Millisecond)
 		for i, pid := range pids {
 			h := where(pid)
-			if h == "" || h == last[i] {
-				continue // gone for an instant during the switch-over, or still there
+			if h == "" {
+				quiet = time.Now() // in a switch-over
+				continue
 			}
+			if h == last[i] {
+				continue
+			}
+			quiet = time.Now()
 			hops = append(hops, hop{i, last[i], h, time.Since(start)})
 			t.Logf("%.1fs: busy%d (pid %d) moved %s -> %s", time.Since(start).Seconds(), i, pid, last[i], h)
 			last[i] = h

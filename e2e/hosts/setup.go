@@ -1,6 +1,7 @@
 package hosts
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -126,12 +127,20 @@ func (e *Env) WorkloadOpts(ctx context.Context, h *nshost.Host, args ...string) 
 			return cmd.Process.PID, nil
 		},
 		Signal: func(pid int, sig syscall.Signal) error {
-			for _, x := range e.Cluster.Hosts {
-				if x.HasPID(pid) {
-					return x.Signal(pid, sig)
+			// Not to a restore stub or a frozen original: during a
+			// cutover, wait (a little) until the task runs on one host.
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				h, on := e.Where(pid)
+				if h != nil {
+					return h.Signal(pid, sig)
+				}
+				if len(on) == 0 {
+					return fmt.Errorf("pid %d is on no host", pid)
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("pid %d: stopped on every host that has it (%v) for 10 s", pid, on)
 				}
 			}
-			return fmt.Errorf("pid %d is on no host", pid)
 		},
 		ReadyTimeout:  120 * time.Second,
 		FinishTimeout: 120 * time.Second,
@@ -153,4 +162,55 @@ func countAlive(out []byte) int {
 		}
 	}
 	return n
+}
+
+// Where returns the host where the task pid runs, and the names of every
+// host that has the PID. During a move two hosts have it: the source's
+// task runs while the destination's restore stub is stopped, then the
+// restored task runs while the original is stopped or dying. Where returns
+// the one host that has the PID, else the one where it is neither stopped,
+// traced-stopped nor dead; nil during the cutover (stopped on both) and
+// when no host has it.
+func (e *Env) Where(pid int) (*nshost.Host, []string) {
+	var on []string
+	var only, running *nshost.Host
+	nrunning := 0
+	for _, h := range e.Cluster.Hosts {
+		if !h.HasPID(pid) {
+			continue
+		}
+		on = append(on, h.Name)
+		only = h
+		switch ProcState(h, pid) {
+		case 't', 'T', 'Z', 'X', 0:
+		default:
+			running = h
+			nrunning++
+		}
+	}
+	switch {
+	case len(on) == 1:
+		return only, on
+	case nrunning == 1:
+		return running, on
+	}
+	return nil, on
+}
+
+// ProcState returns the state letter of pid (as host h sees it) from the
+// harness's view of /proc/PID/stat, or 0 when it is gone.
+func ProcState(h *nshost.Host, pid int) byte {
+	rp, err := h.RootPID(pid)
+	if err != nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", rp))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
 }

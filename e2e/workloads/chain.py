@@ -4,7 +4,9 @@
 Hashes a chain: h[0] = sha256(seed), h[i+1] = sha256(h[i] + i as 8 bytes
 little-endian), for --steps steps, in batches of --batch with a --pace-ms
 sleep between batches, writing "step NNNNNNNNNN <first 16 hex digits>" to
-DIR/progress.log after each batch (one fd, no O_APPEND, kept open).
+DIR/progress.log after each batch (one fd, no O_APPEND, kept open). The
+defaults make progress lines for about 25 s: a move, however slow the
+machine, finds it still working.
 
 Protocol (e2e/workload): --dir=DIR, DIR/ready, SIGUSR2 -> DIR/result. On
 SIGUSR2 it finishes the remaining steps without pacing, so the final hash
@@ -49,7 +51,7 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--steps", type=int, default=500000)
     ap.add_argument("--batch", type=int, default=2000)
-    ap.add_argument("--pace-ms", type=int, default=10)
+    ap.add_argument("--pace-ms", type=int, default=100)
     ap.add_argument("--seed", default="migrated")
     ap.add_argument("--corrupt", action="store_true")
     a = ap.parse_args()

@@ -310,9 +310,18 @@ int main(int argc, char **argv)
 	uint64_t before[64], alarms_before = alarms;
 	for (int i = 0; i < nthreads; i++)
 		before[i] = ti[i].r.iters;
-	/* (wl_sleep_ns returns at the first alarm once a finish is requested) */
-	for (uint64_t until = wl_mono() + 300000000ull; wl_mono() < until;)
+	/* At least 300 ms, and until every loop moved on and an alarm came,
+	 * for at most 2 s (in a TCG guest on a loaded host a thread may wait
+	 * that long for a CPU). wl_sleep_ns returns at the first alarm once a
+	 * finish is requested, so the window is measured on the clock. */
+	for (uint64_t t0 = wl_mono(), now = t0; now < t0 + 2000000000ull; now = wl_mono()) {
+		int all = alarms != alarms_before;
+		for (int i = 0; i < nthreads; i++)
+			all &= ti[i].r.bad || ti[i].r.iters != before[i];
+		if (all && now >= t0 + 300000000ull)
+			break;
 		wl_sleep_ns(1000000);
+	}
 	for (int i = 0; i < nthreads; i++) {
 		if (ti[i].r.bad)
 			continue;
