@@ -2,8 +2,6 @@ package hosts_test
 
 import (
 	"encoding/json"
-	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -88,11 +86,7 @@ func TestLinkDownAfterCommit(t *testing.T) {
 
 // tracerOf returns the TracerPid of pid on host h (0 when untraced or gone).
 func tracerOf(h *nshost.Host, pid int) int {
-	rp, err := h.RootPID(pid)
-	if err != nil {
-		return 0
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", rp))
+	b, err := hosts.ProcFile(h, pid, "status")
 	if err != nil {
 		return 0
 	}

@@ -200,11 +200,7 @@ func (e *Env) Where(pid int) (*nshost.Host, []string) {
 // ProcState returns the state letter of pid (as host h sees it) from the
 // harness's view of /proc/PID/stat, or 0 when it is gone.
 func ProcState(h *nshost.Host, pid int) byte {
-	rp, err := h.RootPID(pid)
-	if err != nil {
-		return 0
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", rp))
+	b, err := ProcFile(h, pid, "stat")
 	if err != nil {
 		return 0
 	}
@@ -213,4 +209,14 @@ func ProcState(h *nshost.Host, pid int) byte {
 		return 0
 	}
 	return b[i+2]
+}
+
+// ProcFile reads /proc/PID/name of pid as host h sees it, through the
+// harness's /proc.
+func ProcFile(h *nshost.Host, pid int, name string) ([]byte, error) {
+	rp, err := h.RootPID(pid)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(fmt.Sprintf("/proc/%d/%s", rp, name))
 }
