@@ -573,7 +573,7 @@ func (x Outcome_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Outcome_State.Descriptor instead.
 func (Outcome_State) EnumDescriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{35, 0}
+	return file_image_proto_rawDescGZIP(), []int{37, 0}
 }
 
 // Header opens every image and every move.
@@ -2705,6 +2705,7 @@ type Control struct {
 	//	*Control_OutcomeQuery
 	//	*Control_Outcome
 	//	*Control_RoundAck
+	//	*Control_Forward
 	Msg           isControl_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2873,6 +2874,15 @@ func (x *Control) GetRoundAck() *RoundAck {
 	return nil
 }
 
+func (x *Control) GetForward() *Forward {
+	if x != nil {
+		if x, ok := x.Msg.(*Control_Forward); ok {
+			return x.Forward
+		}
+	}
+	return nil
+}
+
 type isControl_Msg interface {
 	isControl_Msg()
 }
@@ -2933,6 +2943,10 @@ type Control_RoundAck struct {
 	RoundAck *RoundAck `protobuf:"bytes,14,opt,name=round_ack,json=roundAck,proto3,oneof"`
 }
 
+type Control_Forward struct {
+	Forward *Forward `protobuf:"bytes,15,opt,name=forward,proto3,oneof"`
+}
+
 func (*Control_Hello) isControl_Msg() {}
 
 func (*Control_Manifest) isControl_Msg() {}
@@ -2960,6 +2974,8 @@ func (*Control_OutcomeQuery) isControl_Msg() {}
 func (*Control_Outcome) isControl_Msg() {}
 
 func (*Control_RoundAck) isControl_Msg() {}
+
+func (*Control_Forward) isControl_Msg() {}
 
 type Hello struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3404,6 +3420,122 @@ func (x *Running) GetPid() int32 {
 	return 0
 }
 
+// Forward, the source's last word after Running: the signals queued for the
+// frozen original after its state was captured, which the original never
+// took, for the destination to send to the task that runs on. Sent
+// (maybe empty) right after the original was killed.
+type Forward struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MoveId        string                 `protobuf:"bytes,1,opt,name=move_id,json=moveId,proto3" json:"move_id,omitempty"`
+	Shared        []*SigInfo             `protobuf:"bytes,2,rep,name=shared,proto3" json:"shared,omitempty"`
+	Threads       []*ThreadSignals       `protobuf:"bytes,3,rep,name=threads,proto3" json:"threads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Forward) Reset() {
+	*x = Forward{}
+	mi := &file_image_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Forward) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Forward) ProtoMessage() {}
+
+func (x *Forward) ProtoReflect() protoreflect.Message {
+	mi := &file_image_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Forward.ProtoReflect.Descriptor instead.
+func (*Forward) Descriptor() ([]byte, []int) {
+	return file_image_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Forward) GetMoveId() string {
+	if x != nil {
+		return x.MoveId
+	}
+	return ""
+}
+
+func (x *Forward) GetShared() []*SigInfo {
+	if x != nil {
+		return x.Shared
+	}
+	return nil
+}
+
+func (x *Forward) GetThreads() []*ThreadSignals {
+	if x != nil {
+		return x.Threads
+	}
+	return nil
+}
+
+type ThreadSignals struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tid           int32                  `protobuf:"varint,1,opt,name=tid,proto3" json:"tid,omitempty"`
+	Signals       []*SigInfo             `protobuf:"bytes,2,rep,name=signals,proto3" json:"signals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ThreadSignals) Reset() {
+	*x = ThreadSignals{}
+	mi := &file_image_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ThreadSignals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ThreadSignals) ProtoMessage() {}
+
+func (x *ThreadSignals) ProtoReflect() protoreflect.Message {
+	mi := &file_image_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ThreadSignals.ProtoReflect.Descriptor instead.
+func (*ThreadSignals) Descriptor() ([]byte, []int) {
+	return file_image_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ThreadSignals) GetTid() int32 {
+	if x != nil {
+		return x.Tid
+	}
+	return 0
+}
+
+func (x *ThreadSignals) GetSignals() []*SigInfo {
+	if x != nil {
+		return x.Signals
+	}
+	return nil
+}
+
 type Abort struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MoveId        string                 `protobuf:"bytes,1,opt,name=move_id,json=moveId,proto3" json:"move_id,omitempty"`
@@ -3414,7 +3546,7 @@ type Abort struct {
 
 func (x *Abort) Reset() {
 	*x = Abort{}
-	mi := &file_image_proto_msgTypes[33]
+	mi := &file_image_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3426,7 +3558,7 @@ func (x *Abort) String() string {
 func (*Abort) ProtoMessage() {}
 
 func (x *Abort) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[33]
+	mi := &file_image_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3439,7 +3571,7 @@ func (x *Abort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Abort.ProtoReflect.Descriptor instead.
 func (*Abort) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{33}
+	return file_image_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Abort) GetMoveId() string {
@@ -3465,7 +3597,7 @@ type OutcomeQuery struct {
 
 func (x *OutcomeQuery) Reset() {
 	*x = OutcomeQuery{}
-	mi := &file_image_proto_msgTypes[34]
+	mi := &file_image_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3477,7 +3609,7 @@ func (x *OutcomeQuery) String() string {
 func (*OutcomeQuery) ProtoMessage() {}
 
 func (x *OutcomeQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[34]
+	mi := &file_image_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3490,7 +3622,7 @@ func (x *OutcomeQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutcomeQuery.ProtoReflect.Descriptor instead.
 func (*OutcomeQuery) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{34}
+	return file_image_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *OutcomeQuery) GetMoveId() string {
@@ -3511,7 +3643,7 @@ type Outcome struct {
 
 func (x *Outcome) Reset() {
 	*x = Outcome{}
-	mi := &file_image_proto_msgTypes[35]
+	mi := &file_image_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3523,7 +3655,7 @@ func (x *Outcome) String() string {
 func (*Outcome) ProtoMessage() {}
 
 func (x *Outcome) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[35]
+	mi := &file_image_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3536,7 +3668,7 @@ func (x *Outcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
 func (*Outcome) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{35}
+	return file_image_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Outcome) GetMoveId() string {
@@ -3771,7 +3903,7 @@ const file_image_proto_rawDesc = "" +
 	"\x06clocks\x18\x0f \x01(\v2\x19.migrated.image.v1.ClocksR\x06clocks\x12\x12\n" +
 	"\x04comm\x18\x10 \x01(\tR\x04comm\x12\x18\n" +
 	"\acmdline\x18\x11 \x01(\fR\acmdline\x12\x18\n" +
-	"\aenviron\x18\x12 \x01(\fR\aenviron\"\xa5\x06\n" +
+	"\aenviron\x18\x12 \x01(\fR\aenviron\"\xdd\x06\n" +
 	"\aControl\x120\n" +
 	"\x05hello\x18\x01 \x01(\v2\x18.migrated.image.v1.HelloH\x00R\x05hello\x129\n" +
 	"\bmanifest\x18\x02 \x01(\v2\x1b.migrated.image.v1.ManifestH\x00R\bmanifest\x126\n" +
@@ -3788,7 +3920,8 @@ const file_image_proto_rawDesc = "" +
 	"\x05abort\x18\v \x01(\v2\x18.migrated.image.v1.AbortH\x00R\x05abort\x12F\n" +
 	"\routcome_query\x18\f \x01(\v2\x1f.migrated.image.v1.OutcomeQueryH\x00R\foutcomeQuery\x126\n" +
 	"\aoutcome\x18\r \x01(\v2\x1a.migrated.image.v1.OutcomeH\x00R\aoutcome\x12:\n" +
-	"\tround_ack\x18\x0e \x01(\v2\x1b.migrated.image.v1.RoundAckH\x00R\broundAckB\x05\n" +
+	"\tround_ack\x18\x0e \x01(\v2\x1b.migrated.image.v1.RoundAckH\x00R\broundAck\x126\n" +
+	"\aforward\x18\x0f \x01(\v2\x1a.migrated.image.v1.ForwardH\x00R\aforwardB\x05\n" +
 	"\x03msg\"h\n" +
 	"\x05Hello\x12\x17\n" +
 	"\amove_id\x18\x01 \x01(\tR\x06moveId\x12\x1f\n" +
@@ -3818,7 +3951,14 @@ const file_image_proto_rawDesc = "" +
 	"\amove_id\x18\x01 \x01(\tR\x06moveId\"4\n" +
 	"\aRunning\x12\x17\n" +
 	"\amove_id\x18\x01 \x01(\tR\x06moveId\x12\x10\n" +
-	"\x03pid\x18\x02 \x01(\x05R\x03pid\"8\n" +
+	"\x03pid\x18\x02 \x01(\x05R\x03pid\"\x92\x01\n" +
+	"\aForward\x12\x17\n" +
+	"\amove_id\x18\x01 \x01(\tR\x06moveId\x122\n" +
+	"\x06shared\x18\x02 \x03(\v2\x1a.migrated.image.v1.SigInfoR\x06shared\x12:\n" +
+	"\athreads\x18\x03 \x03(\v2 .migrated.image.v1.ThreadSignalsR\athreads\"W\n" +
+	"\rThreadSignals\x12\x10\n" +
+	"\x03tid\x18\x01 \x01(\x05R\x03tid\x124\n" +
+	"\asignals\x18\x02 \x03(\v2\x1a.migrated.image.v1.SigInfoR\asignals\"8\n" +
 	"\x05Abort\x12\x17\n" +
 	"\amove_id\x18\x01 \x01(\tR\x06moveId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"'\n" +
@@ -3934,7 +4074,7 @@ func file_image_proto_rawDescGZIP() []byte {
 }
 
 var file_image_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_image_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_image_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_image_proto_goTypes = []any{
 	(Arch)(0),              // 0: migrated.image.v1.Arch
 	(Endian)(0),            // 1: migrated.image.v1.Endian
@@ -3977,9 +4117,11 @@ var file_image_proto_goTypes = []any{
 	(*Failed)(nil),         // 38: migrated.image.v1.Failed
 	(*Commit)(nil),         // 39: migrated.image.v1.Commit
 	(*Running)(nil),        // 40: migrated.image.v1.Running
-	(*Abort)(nil),          // 41: migrated.image.v1.Abort
-	(*OutcomeQuery)(nil),   // 42: migrated.image.v1.OutcomeQuery
-	(*Outcome)(nil),        // 43: migrated.image.v1.Outcome
+	(*Forward)(nil),        // 41: migrated.image.v1.Forward
+	(*ThreadSignals)(nil),  // 42: migrated.image.v1.ThreadSignals
+	(*Abort)(nil),          // 43: migrated.image.v1.Abort
+	(*OutcomeQuery)(nil),   // 44: migrated.image.v1.OutcomeQuery
+	(*Outcome)(nil),        // 45: migrated.image.v1.Outcome
 }
 var file_image_proto_depIdxs = []int32{
 	0,  // 0: migrated.image.v1.Header.arch:type_name -> migrated.image.v1.Arch
@@ -4027,18 +4169,22 @@ var file_image_proto_depIdxs = []int32{
 	38, // 42: migrated.image.v1.Control.failed:type_name -> migrated.image.v1.Failed
 	39, // 43: migrated.image.v1.Control.commit:type_name -> migrated.image.v1.Commit
 	40, // 44: migrated.image.v1.Control.running:type_name -> migrated.image.v1.Running
-	41, // 45: migrated.image.v1.Control.abort:type_name -> migrated.image.v1.Abort
-	42, // 46: migrated.image.v1.Control.outcome_query:type_name -> migrated.image.v1.OutcomeQuery
-	43, // 47: migrated.image.v1.Control.outcome:type_name -> migrated.image.v1.Outcome
+	43, // 45: migrated.image.v1.Control.abort:type_name -> migrated.image.v1.Abort
+	44, // 46: migrated.image.v1.Control.outcome_query:type_name -> migrated.image.v1.OutcomeQuery
+	45, // 47: migrated.image.v1.Control.outcome:type_name -> migrated.image.v1.Outcome
 	36, // 48: migrated.image.v1.Control.round_ack:type_name -> migrated.image.v1.RoundAck
-	15, // 49: migrated.image.v1.Layout.vmas:type_name -> migrated.image.v1.VMA
-	13, // 50: migrated.image.v1.Failed.reasons:type_name -> migrated.image.v1.Reason
-	7,  // 51: migrated.image.v1.Outcome.state:type_name -> migrated.image.v1.Outcome.State
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	41, // 49: migrated.image.v1.Control.forward:type_name -> migrated.image.v1.Forward
+	15, // 50: migrated.image.v1.Layout.vmas:type_name -> migrated.image.v1.VMA
+	13, // 51: migrated.image.v1.Failed.reasons:type_name -> migrated.image.v1.Reason
+	21, // 52: migrated.image.v1.Forward.shared:type_name -> migrated.image.v1.SigInfo
+	42, // 53: migrated.image.v1.Forward.threads:type_name -> migrated.image.v1.ThreadSignals
+	21, // 54: migrated.image.v1.ThreadSignals.signals:type_name -> migrated.image.v1.SigInfo
+	7,  // 55: migrated.image.v1.Outcome.state:type_name -> migrated.image.v1.Outcome.State
+	56, // [56:56] is the sub-list for method output_type
+	56, // [56:56] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_image_proto_init() }
@@ -4061,6 +4207,7 @@ func file_image_proto_init() {
 		(*Control_OutcomeQuery)(nil),
 		(*Control_Outcome)(nil),
 		(*Control_RoundAck)(nil),
+		(*Control_Forward)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4068,7 +4215,7 @@ func file_image_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_image_proto_rawDesc), len(file_image_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

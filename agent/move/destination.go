@@ -350,5 +350,37 @@ func (d *destination) final(t *image.Task) error {
 		d.opts.OnRunning(d.id, d.proc.PID)
 	}
 	d.log.Info("move resumed here", "pid", d.proc.PID)
-	return d.s.Send(&image.Control{Msg: &image.Control_Running{Running: &image.Running{MoveId: d.id, Pid: int32(d.proc.PID)}}})
+	if err := d.s.Send(&image.Control{Msg: &image.Control_Running{Running: &image.Running{MoveId: d.id, Pid: int32(d.proc.PID)}}}); err != nil {
+		return err
+	}
+	d.takeForward()
+	return nil
 }
+
+// takeForward waits (a little) for the source's Forward and sends the task
+// the signals that came for the original during the cutover. The task runs
+// here whatever happens: a Forward that does not come is only logged (the
+// source counts what it could not send as lost).
+func (d *destination) takeForward() {
+	ctx, cancel := context.WithTimeout(d.ctx, forwardWait)
+	defer cancel()
+	msg, err := d.s.Recv(ctx)
+	if err != nil {
+		d.log.Warn("no Forward from the source after Running", "err", err)
+		return
+	}
+	fw := msg.GetForward()
+	if fw == nil {
+		d.log.Warn("expected Forward after Running", "got", fmt.Sprintf("%T", msg.Msg))
+		return
+	}
+	if len(fw.GetShared()) == 0 && len(fw.GetThreads()) == 0 {
+		return
+	}
+	n, err := deliverForward(d.proc.PID, fw)
+	d.log.Info("signals sent to the original during the cutover, forwarded", "pid", d.proc.PID, "sent", n, "err", err)
+}
+
+// forwardWait bounds the destination's wait for Forward: the source sends it
+// right after it killed the original.
+const forwardWait = 10 * time.Second

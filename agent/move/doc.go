@@ -13,13 +13,18 @@
 //	                 <---------------------- Prepared | Failed (source thaws)
 //	Commit           ---------------------->  Resume
 //	                 <---------------------- Running(pid)
-//	kill the frozen original
+//	read signals queued since the capture; kill the frozen original
+//	Forward(late signals) ------------------>  send them to the task; close
 //
 // Any failure before Commit leaves the original running exactly as it was:
 // the source closes the pre-copy session (disarming dirty tracking) and
 // thaws. Between Commit and Running the move is in doubt: the source keeps
 // the original frozen and asks the destination for the outcome by move id
 // (Outcomes), and only a definite "not resumed" lets it thaw.
+//
+// A signal sent to the original after its state was read is not in the
+// image: Forward carries it to the destination (late.go); in doubt it is
+// lost, and the report counts it.
 //
 // The package knows the engine (checkpoint, restore, precopy), compat and
 // the transport; it does not know the agent's control API or the cluster.

@@ -29,6 +29,13 @@ type Report struct {
 	FinalRoundMs float64 `json:"final_round_ms"`
 	CaptureMs    float64 `json:"capture_ms"`
 	PrepareMs    float64 `json:"prepare_ms"`
+	// Signals queued for the original while it was frozen, after its
+	// state was read: sent on to the task on the destination, or lost
+	// (a move in doubt, or the message did not go out). Warning says
+	// what could not be done after the cutover, if anything.
+	SignalsForwarded int    `json:"signals_forwarded,omitempty"`
+	SignalsLost      int    `json:"signals_lost,omitempty"`
+	Warning          string `json:"warning,omitempty"`
 }
 
 // RejectedError: the destination refused the task before anything was

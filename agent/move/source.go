@@ -224,17 +224,17 @@ func Source(ctx context.Context, s *transport.Session, pid int, opts SourceOptio
 	// The point of no return for the destination: from here the move is
 	// in doubt until Running comes back.
 	if err := s.Send(&image.Control{Msg: &image.Control_Commit{Commit: &image.Commit{MoveId: id}}}); err != nil {
-		return finishInDoubt(ctx, s, f, sess, rep, opts, start, freezeStart, err)
+		return finishInDoubt(ctx, s, f, task, sess, rep, opts, start, freezeStart, err)
 	}
 	msg, err = s.Recv(ctx)
 	if err != nil || msg.GetRunning() == nil {
 		if err == nil {
 			err = fmt.Errorf("%w: expected Running, got %T", transport.ErrProtocol, msg.Msg)
 		}
-		return finishInDoubt(ctx, s, f, sess, rep, opts, start, freezeStart, err)
+		return finishInDoubt(ctx, s, f, task, sess, rep, opts, start, freezeStart, err)
 	}
 	phase(log, "running")
-	return finishCommitted(f, sess, rep, s, msg.GetRunning().Pid, start, freezeStart)
+	return finishCommitted(f, sess, rep, s, s, task, msg.GetRunning().Pid, start, freezeStart)
 }
 
 // phase logs a step of the move at debug level with CLOCK_MONOTONIC, the
@@ -243,14 +243,37 @@ func phase(log *slog.Logger, name string, args ...any) {
 	log.Debug("phase", append([]any{"phase", name, "mono_ms", precopy.MonotonicMs()}, args...)...)
 }
 
-func finishCommitted(f *checkpoint.Frozen, sess *precopy.Session, rep *Report, s *transport.Session, newPID int32, start, freezeStart time.Time) (*Report, error) {
+// finishCommitted kills the original once the destination runs the task.
+// Signals queued for the original since task, its state, was captured are
+// read just before the kill and sent to the destination over fwd, the
+// move's session (also when there are none: the destination waits for
+// them). In doubt there is no such session: they are counted as lost.
+func finishCommitted(f *checkpoint.Frozen, sess *precopy.Session, rep *Report, s, fwd *transport.Session, task *image.Task, newPID int32, start, freezeStart time.Time) (*Report, error) {
 	rep.FreezeMs = ms(time.Since(freezeStart))
 	rep.DowntimeMs = rep.FreezeMs
+	late, lateErr := f.LateSignals(task)
 	// Tearing down a large address space takes the dying task a CPU for
 	// a while (about 0.1 s per GiB here); at nice 19 it yields to the
 	// host's running tasks.
 	deprioritize(rep.PID)
 	killErr := f.Kill()
+	if fwd != nil {
+		if err := fwd.Send(&image.Control{Msg: &image.Control_Forward{Forward: forwardOf(rep.MoveID, late)}}); err != nil {
+			rep.SignalsLost = late.Count()
+		} else {
+			rep.SignalsForwarded = late.Count()
+			// The destination ends the session once it has Forward:
+			// closing it first could drop the message unsent.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, _ = fwd.Recv(ctx)
+			cancel()
+		}
+	} else {
+		rep.SignalsLost = late.Count()
+	}
+	if lateErr != nil {
+		rep.Warning = fmt.Sprintf("signals sent to the original during the cutover could not be read: %v", lateErr)
+	}
 	_ = sess.Close()
 	rep.NewPID = int(newPID)
 	rep.TotalMs = ms(time.Since(start))
@@ -271,8 +294,8 @@ func finishCommitted(f *checkpoint.Frozen, sess *precopy.Session, rep *Report, s
 // the original is thawed. Anything else after the timeout: an
 // *InDoubtError holding the frozen original for an operator
 // (`migrated resolve`).
-func finishInDoubt(ctx context.Context, s *transport.Session, f *checkpoint.Frozen, sess *precopy.Session, rep *Report, opts SourceOptions, start, freezeStart time.Time, cause error) (*Report, error) {
-	d := &InDoubtError{MoveID: rep.MoveID, Host: rep.Host, cause: cause, f: f, sess: sess, rep: rep, s: s,
+func finishInDoubt(ctx context.Context, s *transport.Session, f *checkpoint.Frozen, task *image.Task, sess *precopy.Session, rep *Report, opts SourceOptions, start, freezeStart time.Time, cause error) (*Report, error) {
+	d := &InDoubtError{MoveID: rep.MoveID, Host: rep.Host, cause: cause, f: f, task: task, sess: sess, rep: rep, s: s,
 		dial: opts.Redial, start: start, freezeStart: freezeStart}
 	if opts.Redial == nil {
 		return nil, d
@@ -309,6 +332,7 @@ type InDoubtError struct {
 	sess         *precopy.Session
 	rep          *Report
 	s            *transport.Session // the move's session, for its counters
+	task         *image.Task        // the state captured at the freeze
 	dial         func(context.Context) (*transport.Session, error)
 	start        time.Time
 	freezeStart  time.Time
@@ -351,7 +375,7 @@ func (e *InDoubtError) Resolve(ctx context.Context, action string) (*Report, err
 		return nil, &FailedError{Reasons: []*image.Reason{{Code: "resolved-thaw", Message: "an operator thawed the original"}}}
 	case ResolveKill:
 		e.done = true
-		return finishCommitted(e.f, e.sess, e.rep, e.s, 0, e.start, e.freezeStart)
+		return finishCommitted(e.f, e.sess, e.rep, e.s, nil, e.task, 0, e.start, e.freezeStart)
 	case ResolveAsk:
 	default:
 		return nil, fmt.Errorf("resolve: unknown action %q (ask, thaw or kill)", action)
@@ -366,7 +390,7 @@ func (e *InDoubtError) Resolve(ctx context.Context, action string) (*Report, err
 	switch st {
 	case image.Outcome_RUNNING:
 		e.done = true
-		return finishCommitted(e.f, e.sess, e.rep, e.s, pid, e.start, e.freezeStart)
+		return finishCommitted(e.f, e.sess, e.rep, e.s, nil, e.task, pid, e.start, e.freezeStart)
 	case image.Outcome_ABORTED, image.Outcome_UNKNOWN:
 		e.done = true
 		_ = e.sess.Close()

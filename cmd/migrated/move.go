@@ -95,6 +95,15 @@ anything fails before the cutover, the original, untouched.`,
 				fmt.Printf("moved pid %d to %s: new pid %d\n", r.PID, r.Host, r.NewPID)
 				fmt.Printf("  downtime  %.1f ms\n  total     %.2f s\n  rounds    %d (%s tracking)\n  memory    %s\n  wire      %s (%.2fx memory)\n  move id   %s\n",
 					r.DowntimeMs, r.TotalMs/1000, r.Rounds, r.Tracker, humanBytes(r.MemoryBytes), humanBytes(r.WireBytes), ratio, r.MoveID)
+				if r.SignalsForwarded > 0 {
+					fmt.Printf("  signals   %d sent to the original during the cutover, forwarded\n", r.SignalsForwarded)
+				}
+				if r.SignalsLost > 0 {
+					fmt.Printf("  warning:  %d signals sent to the original during the cutover were lost\n", r.SignalsLost)
+				}
+				if r.Warning != "" {
+					fmt.Printf("  warning:  %s\n", r.Warning)
+				}
 				return nil
 			case final.Error != nil:
 				if asJSON {

@@ -1,0 +1,86 @@
+package hosts_test
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/migrated/migrated/agent/move"
+	"github.com/migrated/migrated/e2e/hosts"
+	"github.com/migrated/migrated/e2e/workload"
+)
+
+// A signal sent to the original while it is frozen for the cutover, after
+// its state was read, is not lost: the source forwards it and the task
+// takes it on the destination. The workload waits in pause() and makes a
+// step only for a SIGUSR1; the one SIGUSR1 goes to the frozen original on
+// the source (the destination holds Running back for 2 s, after its
+// resume, which keeps the original frozen that long).
+func TestSignalDuringCutoverForwarded(t *testing.T) {
+	env, ctx := setup(t, hosts.Options{Hosts: 2, AgentEnv: func(i int) []string {
+		if i == 1 {
+			return []string{"MIGRATED_TEST_RUNNING_DELAY=2s"}
+		}
+		return nil
+	}})
+	a, b := env.Host(0), env.Host(1)
+	set := workload.Build(t)
+	p := set.Start(t, "simple", env.WorkloadOpts(ctx, a, "--mode=pause"))
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One step, to see that a SIGUSR1 makes one.
+	if err := a.Signal(pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitProgress(1, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	mv := a.Command(ctx, env.Bin, "move", strconv.Itoa(pid), "b", "--json")
+	var out strings.Builder
+	mv.Stdout, mv.Stderr = &out, &out
+	if err := mv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !(b.HasPID(pid) && hosts.ProcState(b, pid) != 't' && hosts.ProcState(b, pid) != 0 && tracerOf(b, pid) == 0) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the task never resumed on the destination:\n%s", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	before, _ := p.Progress()
+	if st := hosts.ProcState(a, pid); st != 't' {
+		t.Fatalf("the original is in state %q, not frozen, while the destination holds Running back", st)
+	}
+	if err := a.Signal(pid, syscall.SIGUSR1); err != nil {
+		t.Fatalf("SIGUSR1 to the frozen original: %v", err)
+	}
+	if err := mv.Wait(); err != nil {
+		t.Fatalf("move: %v\n%s", err, out.String())
+	}
+	t.Logf("report: %s", out.String())
+	var rep move.Report
+	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.SignalsForwarded != 1 || rep.SignalsLost != 0 {
+		t.Errorf("report: %d signals forwarded, %d lost; want 1 and 0", rep.SignalsForwarded, rep.SignalsLost)
+	}
+	onlyOnB(t, env, &rep, pid)
+	if err := p.WaitProgress(before+1, 30*time.Second); err != nil {
+		t.Fatalf("the SIGUSR1 sent during the cutover never reached the task on the destination: %v", err)
+	}
+	res, err := p.Finish(pid)
+	if err != nil || !res.Passed() {
+		t.Fatalf("the task on the destination: %v %s", err, res.Status)
+	}
+	if n, _ := res.Int("wakeups"); n != 2 {
+		t.Errorf("the task woke %d times for a SIGUSR1, want 2 (one before the move, one during the cutover)", n)
+	}
+}
