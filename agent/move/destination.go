@@ -91,9 +91,15 @@ func Serve(ctx context.Context, s *transport.Session, opts DestinationOptions) e
 	if q := msg.GetOutcomeQuery(); q != nil {
 		st, pid := opts.Outcomes.Get(q.MoveId)
 		err := s.Send(&image.Control{Msg: &image.Control_Outcome{Outcome: &image.Outcome{MoveId: q.MoveId, State: st, Pid: pid}}})
-		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, _ = s.Recv(lctx)
+		// The source hangs up, or (RUNNING: it kills the original it kept
+		// frozen) forwards the signals that came for it while in doubt.
+		lctx, cancel := context.WithTimeout(ctx, forwardWait)
+		m, _ := s.Recv(lctx)
 		cancel()
+		if fw := m.GetForward(); fw != nil && st == image.Outcome_RUNNING && fw.MoveId == q.MoveId && !emptyForward(fw) {
+			n, err := deliverForward(int(pid), fw)
+			log.Info("signals sent to the original while the move was in doubt, forwarded", "move", q.MoveId, "pid", pid, "sent", n, "err", err)
+		}
 		return err
 	}
 	hello := msg.GetHello()
@@ -108,10 +114,13 @@ func Serve(ctx context.Context, s *transport.Session, opts DestinationOptions) e
 	}()
 	err = d.run()
 	// Let the last message reach the source before the session closes:
-	// wait (bounded) for the source to hang up first.
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, _ = s.Recv(lctx)
-	cancel()
+	// wait (bounded) for the source to hang up first. (After Forward, the
+	// source's last word, it waits for us.)
+	if !d.forwarded {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, _ = s.Recv(lctx)
+		cancel()
+	}
 	if d.proc != nil && !d.resumed {
 		d.proc.Kill()
 	}
@@ -134,6 +143,8 @@ type destination struct {
 	proc    *restore.Process
 	round   uint32
 	resumed bool
+	// forwarded: the source's Forward came (its last message).
+	forwarded bool
 	// freshAnon are this round's fresh ranges of anonymous memory: a zero
 	// page there is zero already.
 	freshAnon  [][2]uint64
@@ -374,7 +385,8 @@ func (d *destination) takeForward() {
 		d.log.Warn("expected Forward after Running", "got", fmt.Sprintf("%T", msg.Msg))
 		return
 	}
-	if len(fw.GetShared()) == 0 && len(fw.GetThreads()) == 0 {
+	d.forwarded = true
+	if emptyForward(fw) {
 		return
 	}
 	n, err := deliverForward(d.proc.PID, fw)

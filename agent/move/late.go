@@ -37,6 +37,10 @@ func forwardOf(moveID string, l *checkpoint.LateSignals) *image.Forward {
 	return fw
 }
 
+func emptyForward(fw *image.Forward) bool {
+	return len(fw.GetShared()) == 0 && len(fw.GetThreads()) == 0
+}
+
 // siTkill is tgkill's si_code (include/uapi/asm-generic/siginfo.h). The
 // kernel lets no process queue a siginfo with it, or with kill's or its own
 // codes (0 and up), to another: those are sent again with kill or tgkill.

@@ -383,14 +383,17 @@ func (e *InDoubtError) Resolve(ctx context.Context, action string) (*Report, err
 	if e.dial == nil {
 		return nil, e
 	}
-	st, pid, err := AskOutcome(ctx, e.dial, e.MoveID)
+	q, st, pid, err := askOutcome(ctx, e.dial, e.MoveID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInDoubt, err)
 	}
+	defer q.Close()
 	switch st {
 	case image.Outcome_RUNNING:
 		e.done = true
-		return finishCommitted(e.f, e.sess, e.rep, e.s, nil, e.task, pid, e.start, e.freezeStart)
+		// The signals that came for the original while in doubt go over
+		// the session that asked.
+		return finishCommitted(e.f, e.sess, e.rep, e.s, q, e.task, pid, e.start, e.freezeStart)
 	case image.Outcome_ABORTED, image.Outcome_UNKNOWN:
 		e.done = true
 		_ = e.sess.Close()
@@ -403,27 +406,31 @@ func (e *InDoubtError) Resolve(ctx context.Context, action string) (*Report, err
 	return nil, fmt.Errorf("%w: %s says %v", ErrInDoubt, e.Host, st)
 }
 
-// AskOutcome asks the destination what became of move id.
-func AskOutcome(ctx context.Context, dial func(context.Context) (*transport.Session, error), id string) (image.Outcome_State, int32, error) {
+// askOutcome asks the destination what became of move id, and leaves the
+// session open for the caller to close, which may first send Forward on it.
+func askOutcome(ctx context.Context, dial func(context.Context) (*transport.Session, error), id string) (*transport.Session, image.Outcome_State, int32, error) {
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	s, err := dial(cctx)
 	if err != nil {
-		return 0, 0, err
+		return nil, 0, 0, err
 	}
-	defer s.Close()
+	fail := func(err error) (*transport.Session, image.Outcome_State, int32, error) {
+		_ = s.Close()
+		return nil, 0, 0, err
+	}
 	if err := s.Send(&image.Control{Msg: &image.Control_OutcomeQuery{OutcomeQuery: &image.OutcomeQuery{MoveId: id}}}); err != nil {
-		return 0, 0, err
+		return fail(err)
 	}
 	msg, err := s.Recv(cctx)
 	if err != nil {
-		return 0, 0, err
+		return fail(err)
 	}
 	o := msg.GetOutcome()
 	if o == nil {
-		return 0, 0, fmt.Errorf("%w: expected Outcome, got %T", transport.ErrProtocol, msg.Msg)
+		return fail(fmt.Errorf("%w: expected Outcome, got %T", transport.ErrProtocol, msg.Msg))
 	}
-	return o.State, o.Pid, nil
+	return s, o.State, o.Pid, nil
 }
 
 func abort(s *transport.Session, id string, cause error) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,6 +44,11 @@ func TestLinkDownAfterCommit(t *testing.T) {
 	if err := env.Cluster.LinkDown(a, b); err != nil {
 		t.Fatal(err)
 	}
+	// A signal for the original while it is kept frozen: it must reach the
+	// task on the destination once the doubt is resolved.
+	if err := a.Signal(pid, syscall.SIGUSR1); err != nil {
+		t.Fatalf("SIGUSR1 to the frozen original: %v", err)
+	}
 	// While the link is down (longer than the 15 s idle timeout): the
 	// source's copy, if any, must be frozen; never two running copies.
 	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); {
@@ -64,6 +70,9 @@ func TestLinkDownAfterCommit(t *testing.T) {
 		if json.Unmarshal([]byte(out.String()), &rep) != nil || rep.FreezeMs < 15000 {
 			t.Fatalf("the move was never in doubt (frozen %.0f ms, not past the 15 s idle timeout):\n%s", rep.FreezeMs, out.String())
 		}
+		if rep.SignalsForwarded != 1 {
+			t.Errorf("%d signals forwarded, want the one SIGUSR1 sent while in doubt", rep.SignalsForwarded)
+		}
 	}
 	// The outcome is learned and acted on: the original goes.
 	for end := time.Now().Add(60 * time.Second); a.HasPID(pid); {
@@ -81,6 +90,10 @@ func TestLinkDownAfterCommit(t *testing.T) {
 	res, err := p.Finish(pid)
 	if err != nil || !res.Passed() {
 		t.Fatalf("the task on the destination: %v %s", err, res.Status)
+	}
+	// One SIGUSR1 forwarded, one raised by the check itself.
+	if n, _ := res.Int("usr1"); n != 2 {
+		t.Errorf("the task counted %d SIGUSR1, want 2 (the one sent while in doubt, and its check's)", n)
 	}
 }
 
