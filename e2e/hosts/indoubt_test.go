@@ -1,6 +1,7 @@
 package hosts_test
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -18,29 +19,12 @@ import (
 // doubt), and once the link is back learns the outcome from the
 // destination and kills the original. At no moment do two copies run.
 func TestLinkDownAfterCommit(t *testing.T) {
-	env, ctx := setup(t, hosts.Options{Hosts: 2, AgentEnv: func(i int) []string {
-		if i == 1 {
-			return []string{"MIGRATED_TEST_RUNNING_DELAY=5s"}
-		}
-		return nil
-	}})
+	env, ctx := setupHoldingRunning(t, "5s")
 	a, b := env.Host(0), env.Host(1)
 	p, pid := startOn(t, env, "simple", "--mode=busy")
-	mv := a.Command(ctx, env.Bin, "move", strconv.Itoa(pid), "b", "--json")
-	var out strings.Builder
-	mv.Stdout, mv.Stderr = &out, &out
-	if err := mv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Wait until the destination has resumed the task (it then holds
-	// RUNNING back for 5 s), and cut the link.
-	deadline := time.Now().Add(60 * time.Second)
-	for !(b.HasPID(pid) && hosts.ProcState(b, pid) != 't' && hosts.ProcState(b, pid) != 0 && tracerOf(b, pid) == 0) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the task never resumed on the destination:\n%s", out.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// Once the destination has resumed the task (it then holds RUNNING
+	// back for 5 s), cut the link.
+	mv, out := moveUntilResumed(t, env, ctx, pid)
 	if err := env.Cluster.LinkDown(a, b); err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +79,39 @@ func TestLinkDownAfterCommit(t *testing.T) {
 	if n, _ := res.Int("usr1"); n != 2 {
 		t.Errorf("the task counted %d SIGUSR1, want 2 (the one sent while in doubt, and its check's)", n)
 	}
+}
+
+// setupHoldingRunning starts two hosts whose destination, b, holds Running
+// back for delay after it resumed a task: the original stays frozen on a
+// that long after the task runs on b.
+func setupHoldingRunning(t *testing.T, delay string) (*hosts.Env, context.Context) {
+	return setup(t, hosts.Options{Hosts: 2, AgentEnv: func(i int) []string {
+		if i == 1 {
+			return []string{"MIGRATED_TEST_RUNNING_DELAY=" + delay}
+		}
+		return nil
+	}})
+}
+
+// moveUntilResumed starts `migrated move PID b --json` on host a and
+// returns once b runs the task, with the move running on and its output.
+func moveUntilResumed(t *testing.T, env *hosts.Env, ctx context.Context, pid int) (*nshost.Cmd, *strings.Builder) {
+	t.Helper()
+	b := env.Host(1)
+	mv := env.Host(0).Command(ctx, env.Bin, "move", strconv.Itoa(pid), "b", "--json")
+	out := &strings.Builder{}
+	mv.Stdout, mv.Stderr = out, out
+	if err := mv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !(b.HasPID(pid) && hosts.ProcState(b, pid) != 't' && hosts.ProcState(b, pid) != 0 && tracerOf(b, pid) == 0) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the task never resumed on the destination:\n%s", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return mv, out
 }
 
 // tracerOf returns the TracerPid of pid on host h (0 when untraced or gone).

@@ -2,8 +2,6 @@ package hosts_test
 
 import (
 	"encoding/json"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,13 +18,8 @@ import (
 // the source (the destination holds Running back for 2 s, after its
 // resume, which keeps the original frozen that long).
 func TestSignalDuringCutoverForwarded(t *testing.T) {
-	env, ctx := setup(t, hosts.Options{Hosts: 2, AgentEnv: func(i int) []string {
-		if i == 1 {
-			return []string{"MIGRATED_TEST_RUNNING_DELAY=2s"}
-		}
-		return nil
-	}})
-	a, b := env.Host(0), env.Host(1)
+	env, ctx := setupHoldingRunning(t, "2s")
+	a := env.Host(0)
 	set := workload.Build(t)
 	p := set.Start(t, "simple", env.WorkloadOpts(ctx, a, "--mode=pause"))
 	pid, err := p.WaitReady()
@@ -41,19 +34,7 @@ func TestSignalDuringCutoverForwarded(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	mv := a.Command(ctx, env.Bin, "move", strconv.Itoa(pid), "b", "--json")
-	var out strings.Builder
-	mv.Stdout, mv.Stderr = &out, &out
-	if err := mv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for !(b.HasPID(pid) && hosts.ProcState(b, pid) != 't' && hosts.ProcState(b, pid) != 0 && tracerOf(b, pid) == 0) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the task never resumed on the destination:\n%s", out.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	mv, out := moveUntilResumed(t, env, ctx, pid)
 	before, _ := p.Progress()
 	if st := hosts.ProcState(a, pid); st != 't' {
 		t.Fatalf("the original is in state %q, not frozen, while the destination holds Running back", st)
