@@ -212,10 +212,7 @@ func (m *managedSet) sample(now time.Time) {
 		if st, err := ParseProcStat(b); err == nil {
 			ticks[pid] = st.UTime + st.STime
 			if st.State == 'Z' {
-				// Ours if we started it (an exited task, or the original
-				// a move killed); ECHILD otherwise.
-				var ws unix.WaitStatus
-				_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+				reapOwnChild(pid)
 			}
 		}
 	}
@@ -267,6 +264,25 @@ type ProcStat struct {
 	UTime, STime uint64 // clock ticks
 	Threads      int
 	Nice         int
+}
+
+// ownChildren are the children the agent leaves unwaited, which sample
+// reaps once they are zombies: tasks it started (no cmd.Wait: a wait of
+// the parent would take the ptrace stops of a move's freeze) and tasks a
+// move restored here (the restorer's clone makes them the agent's
+// children). Only those: an agent running inside another program (the
+// tests) must not reap that program's children behind its back.
+var ownChildren sync.Map // pid -> struct{}
+
+// reapOwnChild reaps pid, a zombie, if it is one of ownChildren.
+func reapOwnChild(pid int) {
+	if _, ok := ownChildren.Load(pid); !ok {
+		return
+	}
+	var ws unix.WaitStatus
+	if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); got == pid || err == unix.ECHILD {
+		ownChildren.Delete(pid)
+	}
 }
 
 // ErrProcFormat: a /proc file does not have the expected format.
@@ -393,6 +409,7 @@ func postTask(a *Agent, r *http.Request) (any, error) {
 		}
 	}
 	_ = cmd.Process.Release() // (Release sets Process.Pid to -1)
+	ownChildren.Store(pid, struct{}{})
 	t := &ManagedTask{Name: req.Name, PID: pid, Argv: req.Argv, Log: logf.Name(), Started: time.Now()}
 	if err := m.add(t); err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"strconv"
 	"syscall"
 	"testing"
@@ -214,3 +215,33 @@ func TestManagedRunAdoptList(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// The agent reaps the zombies of the tasks it started, not the other
+// children of the program it runs in: a child of this test that exited
+// (a zombie for two sample periods) is still there for its own Wait.
+func TestManagedLeavesOtherChildren(t *testing.T) {
+	startAgent(t, t.TempDir(), "m2")
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+		if err != nil {
+			t.Fatalf("the child is gone before its Wait: %v", err)
+		}
+		if st, err := ParseProcStat(b); err == nil && st.State == 'Z' {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the child did not exit in 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(2*samplePeriod + samplePeriod/2)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("Wait of our own exited child: %v (the agent reaped it)", err)
+	}
+}

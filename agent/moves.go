@@ -110,6 +110,7 @@ func startMover(ctx context.Context, a *Agent) (func(context.Context) error, err
 					FailBeforePrepared: os.Getenv(FailBeforePreparedEnv) == "1",
 					RunningDelay:       runningDelay,
 					Cutover:            BoostForCutover,
+					OnRunning:          func(_ string, pid int) { ownChildren.Store(pid, struct{}{}) },
 					Log:                a.Logger().With("role", "destination"),
 				})
 				if err != nil {

@@ -53,6 +53,13 @@ func TestMoveWorkloads(t *testing.T) {
 			p, pid := startRunning(t, set, c.workload, env.WorkloadOpts(ctx, a, c.args...))
 			moveToB(t, env, pid)
 			passesOnDestination(t, p, pid, 30*time.Second)
+			// It exits after its check: the destination's agent, its
+			// parent now, reaps it.
+			wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			if err := env.Host(1).WaitGone(wctx, pid); err != nil {
+				t.Errorf("the moved task exited, but its PID stays taken on the destination (%c): %v", hosts.ProcState(env.Host(1), pid), err)
+			}
 		})
 	}
 }
