@@ -213,6 +213,9 @@ func (r *rebalancer) step(ctx context.Context) {
 	r.departed = append(r.departed, reservation{task: *task, expires: time.Now().Add(settle)})
 	r.mu.Unlock()
 	log.Info("moved", "task", p.Task, "to", p.Target, "new_pid", rep.NewPID, "downtime_ms", rep.DowntimeMs, "why", p.Why)
+	if rep.SignalsLost > 0 || rep.Warning != "" {
+		log.Warn("after the move", "task", p.Task, "signals_forwarded", rep.SignalsForwarded, "signals_lost", rep.SignalsLost, "warning", rep.Warning)
+	}
 	r.handOver(ctx, task.ID, p.Target, rep)
 }
 

@@ -1,11 +1,14 @@
 package checkpoint
 
 import (
+	"errors"
 	"fmt"
+	"os"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/migrated/migrated/image"
+	"github.com/migrated/migrated/internal/procfs"
 )
 
 // LateSignals are signals queued for the frozen task after t, its captured
@@ -37,17 +40,22 @@ func (l *LateSignals) Count() int {
 // nothing, so the queues now hold t's entries plus the late ones; a
 // standard signal already pending is merged by the kernel and comes late
 // only if it was not pending before, as it would on a task never moved.
+// A queue that cannot be read is skipped and named in the error, with
+// what the others hold; ErrGone: the task died while frozen (a SIGKILL
+// from someone else leaves no queue entry; it just kills).
 func (f *Frozen) LateSignals(t *image.Task) (*LateSignals, error) {
 	if f.released {
 		return nil, fmt.Errorf("late signals of %d: the task is no longer frozen", f.PID)
 	}
 	l := &LateSignals{}
 	a := f.Arch
+	armed := armedItimers(t)
+	var errs []error
 	now, err := f.Threads[0].PendingSignals(true)
 	if err != nil {
-		return nil, err
+		errs = append(errs, err)
 	}
-	l.Shared = beyond(now, t.SharedPending, a.ByteOrder().Uint32)
+	l.Shared = beyond(now, t.SharedPending, armed, a.ByteOrder().Uint32)
 	had := make(map[int32][]*image.SigInfo, len(t.Threads))
 	for _, it := range t.Threads {
 		had[it.Tid] = it.Pending
@@ -55,23 +63,57 @@ func (f *Frozen) LateSignals(t *image.Task) (*LateSignals, error) {
 	for _, th := range f.Threads {
 		now, err := th.PendingSignals(false)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
-		if s := beyond(now, had[int32(th.TID)], a.ByteOrder().Uint32); len(s) > 0 {
+		if s := beyond(now, had[int32(th.TID)], armed, a.ByteOrder().Uint32); len(s) > 0 {
 			if l.Threads == nil {
 				l.Threads = map[int32][]*image.SigInfo{}
 			}
 			l.Threads[int32(th.TID)] = s
 		}
 	}
+	if len(errs) > 0 {
+		if !procAlive(f.PID) {
+			return l, fmt.Errorf("%w: task %d died while frozen for the cutover", ErrGone, f.PID)
+		}
+		return l, errors.Join(errs...)
+	}
 	return l, nil
+}
+
+// ErrGone: the frozen task is gone.
+var ErrGone = errors.New("task gone")
+
+// procAlive reports whether pid is a process that has not exited (a
+// zombie has).
+func procAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	st, err := procfs.ParseStat(b)
+	return err == nil && st.State != 'Z' && st.State != 'X'
+}
+
+// armedItimers are the signals of the interval timers t carries armed:
+// the destination restores those timers, which fire there.
+func armedItimers(t *image.Task) map[uint32]bool {
+	sigOf := map[int32]uint32{0: uint32(unix.SIGALRM), 1: uint32(unix.SIGVTALRM), 2: uint32(unix.SIGPROF)}
+	armed := map[uint32]bool{}
+	for _, it := range t.Itimers {
+		if sig, ok := sigOf[it.Which]; ok && (it.ValueNs > 0 || it.IntervalNs > 0) {
+			armed[sig] = true
+		}
+	}
+	return armed
 }
 
 // beyond returns the entries of now (raw siginfos, in queue order) that
 // were not in before, counting repeats (a queue of two identical realtime
-// signals that had one before holds one late), less the timers' own: the
-// move carries the timers, which fire on the destination.
-func beyond(now [][]byte, before []*image.SigInfo, u32 func([]byte) uint32) []*image.SigInfo {
+// signals that had one before holds one late), less the expiries of the
+// interval timers that travel armed (armed, by signal).
+func beyond(now [][]byte, before []*image.SigInfo, armed map[uint32]bool, u32 func([]byte) uint32) []*image.SigInfo {
 	seen := make(map[string]int, len(before))
 	for _, s := range before {
 		seen[string(s.Raw)]++
@@ -82,7 +124,7 @@ func beyond(now [][]byte, before []*image.SigInfo, u32 func([]byte) uint32) []*i
 			seen[string(raw)]--
 			continue
 		}
-		if fromTimer(raw, u32) {
+		if len(raw) >= 12 && int32(u32(raw[8:12])) == siKernel && armed[u32(raw[0:4])] {
 			continue
 		}
 		out = append(out, &image.SigInfo{Signo: int32(u32(raw)), Raw: raw})
@@ -90,28 +132,8 @@ func beyond(now [][]byte, before []*image.SigInfo, u32 func([]byte) uint32) []*i
 	return out
 }
 
-// siginfo si_code values (include/uapi/asm-generic/siginfo.h).
-const (
-	siKernel = 0x80 // sent by the kernel: the interval timers' signals
-	siTimer  = -2   // a POSIX timer expired
-)
-
-// fromTimer reports whether a siginfo is a timer's expiry: a POSIX timer's,
-// or SIGALRM, SIGVTALRM or SIGPROF from the kernel (setitimer). A frozen
-// task's ITIMER_REAL and POSIX timers run on; their expiries during the
-// cutover are not late signals, since the destination restores the timers
-// with the time they had left, and they fire there.
-func fromTimer(raw []byte, u32 func([]byte) uint32) bool {
-	if len(raw) < 12 {
-		return false
-	}
-	code := int32(u32(raw[8:12]))
-	switch code {
-	case siTimer:
-		return true
-	case siKernel:
-		sig := u32(raw[0:4])
-		return sig == uint32(unix.SIGALRM) || sig == uint32(unix.SIGVTALRM) || sig == uint32(unix.SIGPROF)
-	}
-	return false
-}
+// siKernel is the si_code of a signal the kernel sends for itself
+// (include/uapi/asm-generic/siginfo.h): setitimer's SIGALRM, SIGVTALRM and
+// SIGPROF carry it. (POSIX timers, SI_TIMER, do not travel with a task yet:
+// their expiries are forwarded like any signal.)
+const siKernel = 0x80

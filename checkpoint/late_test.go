@@ -18,18 +18,23 @@ func siginfo(sig int, code int32, pid uint32) []byte {
 }
 
 // The queues read again at the kill hold the captured entries plus the late
-// ones; repeats count, and the timers' expiries are not late (the timers
-// travel and fire on the destination).
+// ones; repeats count; the expiries of an interval timer that travels armed
+// are not late (it fires on the destination), other timers' are.
 func TestBeyond(t *testing.T) {
 	usr1 := siginfo(int(unix.SIGUSR1), 0, 7)        // kill from pid 7
 	rt := siginfo(34, -1, 8)                        // sigqueue of SIGRTMIN
 	alrm := siginfo(int(unix.SIGALRM), siKernel, 0) // ITIMER_REAL
-	ptimer := siginfo(35, siTimer, 0)               // a POSIX timer
+	prof := siginfo(int(unix.SIGPROF), siKernel, 0) // ITIMER_PROF
+	ptimer := siginfo(35, -2, 0)                    // a POSIX timer (SI_TIMER)
 	term := siginfo(int(unix.SIGTERM), -6, 9)       // tgkill
+	task := &image.Task{Itimers: []*image.ITimer{
+		{Which: 0, IntervalNs: 20e6, ValueNs: 5e6}, // ITIMER_REAL armed
+		{Which: 2}, // ITIMER_PROF disarmed
+	}}
 	before := []*image.SigInfo{{Signo: 34, Raw: rt}}
-	now := [][]byte{rt, usr1, rt, alrm, ptimer, term}
-	got := beyond(now, before, binary.NativeEndian.Uint32)
-	want := []int32{int32(unix.SIGUSR1), 34, int32(unix.SIGTERM)}
+	now := [][]byte{rt, usr1, rt, alrm, prof, ptimer, term}
+	got := beyond(now, before, armedItimers(task), binary.NativeEndian.Uint32)
+	want := []int32{int32(unix.SIGUSR1), 34, int32(unix.SIGPROF), 35, int32(unix.SIGTERM)}
 	if len(got) != len(want) {
 		t.Fatalf("late: %d signals, want %v", len(got), want)
 	}
@@ -38,10 +43,10 @@ func TestBeyond(t *testing.T) {
 			t.Errorf("late %d: signal %d, want %d", i, s.Signo, want[i])
 		}
 	}
-	if l := (&LateSignals{Shared: got, Threads: map[int32][]*image.SigInfo{5: got[:1]}}); l.Count() != 4 || l.Empty() {
-		t.Errorf("Count %d Empty %v, want 4 false", l.Count(), l.Empty())
+	if l := (&LateSignals{Shared: got, Threads: map[int32][]*image.SigInfo{5: got[:1]}}); l.Count() != 6 || l.Empty() {
+		t.Errorf("Count %d Empty %v, want 6 false", l.Count(), l.Empty())
 	}
-	if got := beyond([][]byte{rt}, before, binary.NativeEndian.Uint32); len(got) != 0 {
+	if got := beyond([][]byte{rt}, before, nil, binary.NativeEndian.Uint32); len(got) != 0 {
 		t.Errorf("nothing came late, got %d", len(got))
 	}
 }

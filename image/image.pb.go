@@ -573,7 +573,7 @@ func (x Outcome_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Outcome_State.Descriptor instead.
 func (Outcome_State) EnumDescriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{37, 0}
+	return file_image_proto_rawDescGZIP(), []int{38, 0}
 }
 
 // Header opens every image and every move.
@@ -2706,6 +2706,7 @@ type Control struct {
 	//	*Control_Outcome
 	//	*Control_RoundAck
 	//	*Control_Forward
+	//	*Control_ForwardDone
 	Msg           isControl_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2883,6 +2884,15 @@ func (x *Control) GetForward() *Forward {
 	return nil
 }
 
+func (x *Control) GetForwardDone() *ForwardDone {
+	if x != nil {
+		if x, ok := x.Msg.(*Control_ForwardDone); ok {
+			return x.ForwardDone
+		}
+	}
+	return nil
+}
+
 type isControl_Msg interface {
 	isControl_Msg()
 }
@@ -2947,6 +2957,10 @@ type Control_Forward struct {
 	Forward *Forward `protobuf:"bytes,15,opt,name=forward,proto3,oneof"`
 }
 
+type Control_ForwardDone struct {
+	ForwardDone *ForwardDone `protobuf:"bytes,16,opt,name=forward_done,json=forwardDone,proto3,oneof"`
+}
+
 func (*Control_Hello) isControl_Msg() {}
 
 func (*Control_Manifest) isControl_Msg() {}
@@ -2976,6 +2990,8 @@ func (*Control_Outcome) isControl_Msg() {}
 func (*Control_RoundAck) isControl_Msg() {}
 
 func (*Control_Forward) isControl_Msg() {}
+
+func (*Control_ForwardDone) isControl_Msg() {}
 
 type Hello struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3536,6 +3552,68 @@ func (x *ThreadSignals) GetSignals() []*SigInfo {
 	return nil
 }
 
+// ForwardDone answers Forward: how many of its signals the task was sent,
+// and why not the others.
+type ForwardDone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MoveId        string                 `protobuf:"bytes,1,opt,name=move_id,json=moveId,proto3" json:"move_id,omitempty"`
+	Delivered     int32                  `protobuf:"varint,2,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardDone) Reset() {
+	*x = ForwardDone{}
+	mi := &file_image_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardDone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardDone) ProtoMessage() {}
+
+func (x *ForwardDone) ProtoReflect() protoreflect.Message {
+	mi := &file_image_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardDone.ProtoReflect.Descriptor instead.
+func (*ForwardDone) Descriptor() ([]byte, []int) {
+	return file_image_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ForwardDone) GetMoveId() string {
+	if x != nil {
+		return x.MoveId
+	}
+	return ""
+}
+
+func (x *ForwardDone) GetDelivered() int32 {
+	if x != nil {
+		return x.Delivered
+	}
+	return 0
+}
+
+func (x *ForwardDone) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type Abort struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MoveId        string                 `protobuf:"bytes,1,opt,name=move_id,json=moveId,proto3" json:"move_id,omitempty"`
@@ -3546,7 +3624,7 @@ type Abort struct {
 
 func (x *Abort) Reset() {
 	*x = Abort{}
-	mi := &file_image_proto_msgTypes[35]
+	mi := &file_image_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3558,7 +3636,7 @@ func (x *Abort) String() string {
 func (*Abort) ProtoMessage() {}
 
 func (x *Abort) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[35]
+	mi := &file_image_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3571,7 +3649,7 @@ func (x *Abort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Abort.ProtoReflect.Descriptor instead.
 func (*Abort) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{35}
+	return file_image_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Abort) GetMoveId() string {
@@ -3597,7 +3675,7 @@ type OutcomeQuery struct {
 
 func (x *OutcomeQuery) Reset() {
 	*x = OutcomeQuery{}
-	mi := &file_image_proto_msgTypes[36]
+	mi := &file_image_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3609,7 +3687,7 @@ func (x *OutcomeQuery) String() string {
 func (*OutcomeQuery) ProtoMessage() {}
 
 func (x *OutcomeQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[36]
+	mi := &file_image_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3622,7 +3700,7 @@ func (x *OutcomeQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutcomeQuery.ProtoReflect.Descriptor instead.
 func (*OutcomeQuery) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{36}
+	return file_image_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *OutcomeQuery) GetMoveId() string {
@@ -3643,7 +3721,7 @@ type Outcome struct {
 
 func (x *Outcome) Reset() {
 	*x = Outcome{}
-	mi := &file_image_proto_msgTypes[37]
+	mi := &file_image_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3655,7 +3733,7 @@ func (x *Outcome) String() string {
 func (*Outcome) ProtoMessage() {}
 
 func (x *Outcome) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[37]
+	mi := &file_image_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3668,7 +3746,7 @@ func (x *Outcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
 func (*Outcome) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{37}
+	return file_image_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Outcome) GetMoveId() string {
@@ -3903,7 +3981,7 @@ const file_image_proto_rawDesc = "" +
 	"\x06clocks\x18\x0f \x01(\v2\x19.migrated.image.v1.ClocksR\x06clocks\x12\x12\n" +
 	"\x04comm\x18\x10 \x01(\tR\x04comm\x12\x18\n" +
 	"\acmdline\x18\x11 \x01(\fR\acmdline\x12\x18\n" +
-	"\aenviron\x18\x12 \x01(\fR\aenviron\"\xdd\x06\n" +
+	"\aenviron\x18\x12 \x01(\fR\aenviron\"\xa2\a\n" +
 	"\aControl\x120\n" +
 	"\x05hello\x18\x01 \x01(\v2\x18.migrated.image.v1.HelloH\x00R\x05hello\x129\n" +
 	"\bmanifest\x18\x02 \x01(\v2\x1b.migrated.image.v1.ManifestH\x00R\bmanifest\x126\n" +
@@ -3921,7 +3999,8 @@ const file_image_proto_rawDesc = "" +
 	"\routcome_query\x18\f \x01(\v2\x1f.migrated.image.v1.OutcomeQueryH\x00R\foutcomeQuery\x126\n" +
 	"\aoutcome\x18\r \x01(\v2\x1a.migrated.image.v1.OutcomeH\x00R\aoutcome\x12:\n" +
 	"\tround_ack\x18\x0e \x01(\v2\x1b.migrated.image.v1.RoundAckH\x00R\broundAck\x126\n" +
-	"\aforward\x18\x0f \x01(\v2\x1a.migrated.image.v1.ForwardH\x00R\aforwardB\x05\n" +
+	"\aforward\x18\x0f \x01(\v2\x1a.migrated.image.v1.ForwardH\x00R\aforward\x12C\n" +
+	"\fforward_done\x18\x10 \x01(\v2\x1e.migrated.image.v1.ForwardDoneH\x00R\vforwardDoneB\x05\n" +
 	"\x03msg\"h\n" +
 	"\x05Hello\x12\x17\n" +
 	"\amove_id\x18\x01 \x01(\tR\x06moveId\x12\x1f\n" +
@@ -3958,7 +4037,11 @@ const file_image_proto_rawDesc = "" +
 	"\athreads\x18\x03 \x03(\v2 .migrated.image.v1.ThreadSignalsR\athreads\"W\n" +
 	"\rThreadSignals\x12\x10\n" +
 	"\x03tid\x18\x01 \x01(\x05R\x03tid\x124\n" +
-	"\asignals\x18\x02 \x03(\v2\x1a.migrated.image.v1.SigInfoR\asignals\"8\n" +
+	"\asignals\x18\x02 \x03(\v2\x1a.migrated.image.v1.SigInfoR\asignals\"Z\n" +
+	"\vForwardDone\x12\x17\n" +
+	"\amove_id\x18\x01 \x01(\tR\x06moveId\x12\x1c\n" +
+	"\tdelivered\x18\x02 \x01(\x05R\tdelivered\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"8\n" +
 	"\x05Abort\x12\x17\n" +
 	"\amove_id\x18\x01 \x01(\tR\x06moveId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"'\n" +
@@ -4074,7 +4157,7 @@ func file_image_proto_rawDescGZIP() []byte {
 }
 
 var file_image_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_image_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_image_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_image_proto_goTypes = []any{
 	(Arch)(0),              // 0: migrated.image.v1.Arch
 	(Endian)(0),            // 1: migrated.image.v1.Endian
@@ -4119,9 +4202,10 @@ var file_image_proto_goTypes = []any{
 	(*Running)(nil),        // 40: migrated.image.v1.Running
 	(*Forward)(nil),        // 41: migrated.image.v1.Forward
 	(*ThreadSignals)(nil),  // 42: migrated.image.v1.ThreadSignals
-	(*Abort)(nil),          // 43: migrated.image.v1.Abort
-	(*OutcomeQuery)(nil),   // 44: migrated.image.v1.OutcomeQuery
-	(*Outcome)(nil),        // 45: migrated.image.v1.Outcome
+	(*ForwardDone)(nil),    // 43: migrated.image.v1.ForwardDone
+	(*Abort)(nil),          // 44: migrated.image.v1.Abort
+	(*OutcomeQuery)(nil),   // 45: migrated.image.v1.OutcomeQuery
+	(*Outcome)(nil),        // 46: migrated.image.v1.Outcome
 }
 var file_image_proto_depIdxs = []int32{
 	0,  // 0: migrated.image.v1.Header.arch:type_name -> migrated.image.v1.Arch
@@ -4169,22 +4253,23 @@ var file_image_proto_depIdxs = []int32{
 	38, // 42: migrated.image.v1.Control.failed:type_name -> migrated.image.v1.Failed
 	39, // 43: migrated.image.v1.Control.commit:type_name -> migrated.image.v1.Commit
 	40, // 44: migrated.image.v1.Control.running:type_name -> migrated.image.v1.Running
-	43, // 45: migrated.image.v1.Control.abort:type_name -> migrated.image.v1.Abort
-	44, // 46: migrated.image.v1.Control.outcome_query:type_name -> migrated.image.v1.OutcomeQuery
-	45, // 47: migrated.image.v1.Control.outcome:type_name -> migrated.image.v1.Outcome
+	44, // 45: migrated.image.v1.Control.abort:type_name -> migrated.image.v1.Abort
+	45, // 46: migrated.image.v1.Control.outcome_query:type_name -> migrated.image.v1.OutcomeQuery
+	46, // 47: migrated.image.v1.Control.outcome:type_name -> migrated.image.v1.Outcome
 	36, // 48: migrated.image.v1.Control.round_ack:type_name -> migrated.image.v1.RoundAck
 	41, // 49: migrated.image.v1.Control.forward:type_name -> migrated.image.v1.Forward
-	15, // 50: migrated.image.v1.Layout.vmas:type_name -> migrated.image.v1.VMA
-	13, // 51: migrated.image.v1.Failed.reasons:type_name -> migrated.image.v1.Reason
-	21, // 52: migrated.image.v1.Forward.shared:type_name -> migrated.image.v1.SigInfo
-	42, // 53: migrated.image.v1.Forward.threads:type_name -> migrated.image.v1.ThreadSignals
-	21, // 54: migrated.image.v1.ThreadSignals.signals:type_name -> migrated.image.v1.SigInfo
-	7,  // 55: migrated.image.v1.Outcome.state:type_name -> migrated.image.v1.Outcome.State
-	56, // [56:56] is the sub-list for method output_type
-	56, // [56:56] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	43, // 50: migrated.image.v1.Control.forward_done:type_name -> migrated.image.v1.ForwardDone
+	15, // 51: migrated.image.v1.Layout.vmas:type_name -> migrated.image.v1.VMA
+	13, // 52: migrated.image.v1.Failed.reasons:type_name -> migrated.image.v1.Reason
+	21, // 53: migrated.image.v1.Forward.shared:type_name -> migrated.image.v1.SigInfo
+	42, // 54: migrated.image.v1.Forward.threads:type_name -> migrated.image.v1.ThreadSignals
+	21, // 55: migrated.image.v1.ThreadSignals.signals:type_name -> migrated.image.v1.SigInfo
+	7,  // 56: migrated.image.v1.Outcome.state:type_name -> migrated.image.v1.Outcome.State
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_image_proto_init() }
@@ -4208,6 +4293,7 @@ func file_image_proto_init() {
 		(*Control_Outcome)(nil),
 		(*Control_RoundAck)(nil),
 		(*Control_Forward)(nil),
+		(*Control_ForwardDone)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4215,7 +4301,7 @@ func file_image_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_image_proto_rawDesc), len(file_image_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   38,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/migrated/migrated/compat"
 	"github.com/migrated/migrated/image"
+	"github.com/migrated/migrated/internal/procfs"
 	"github.com/migrated/migrated/restore"
 	"github.com/migrated/migrated/transport"
 )
@@ -25,15 +26,47 @@ type Outcomes struct {
 type outcome struct {
 	state image.Outcome_State
 	pid   int32
+	start uint64 // the task's start time (/proc/PID/stat): which process pid was
 }
 
 func (o *Outcomes) set(id string, st image.Outcome_State, pid int32) {
+	o.put(id, outcome{state: st, pid: pid})
+}
+
+func (o *Outcomes) put(id string, r outcome) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.m == nil {
 		o.m = map[string]outcome{}
 	}
-	o.m[id] = outcome{st, pid}
+	o.m[id] = r
+}
+
+// setRunning records that move id's task runs here as pid.
+func (o *Outcomes) setRunning(id string, pid int) {
+	o.put(id, outcome{state: image.Outcome_RUNNING, pid: int32(pid), start: startTime(pid)})
+}
+
+// stillRunning reports whether move id's task is still the process its pid
+// names (it may have exited, and the pid gone to another).
+func (o *Outcomes) stillRunning(id string) bool {
+	o.mu.Lock()
+	r, ok := o.m[id]
+	o.mu.Unlock()
+	return ok && r.state == image.Outcome_RUNNING && r.start != 0 && startTime(int(r.pid)) == r.start
+}
+
+// startTime is pid's start time, 0 if it is gone or a zombie.
+func startTime(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	st, err := procfs.ParseStat(b)
+	if err != nil || st.State == 'Z' || st.State == 'X' {
+		return 0
+	}
+	return st.StartTime
 }
 
 // Get returns the outcome of move id (UNKNOWN when never heard of).
@@ -96,9 +129,24 @@ func Serve(ctx context.Context, s *transport.Session, opts DestinationOptions) e
 		lctx, cancel := context.WithTimeout(ctx, forwardWait)
 		m, _ := s.Recv(lctx)
 		cancel()
-		if fw := m.GetForward(); fw != nil && st == image.Outcome_RUNNING && fw.MoveId == q.MoveId && !emptyForward(fw) {
-			n, err := deliverForward(int(pid), fw)
-			log.Info("signals sent to the original while the move was in doubt, forwarded", "move", q.MoveId, "pid", pid, "sent", n, "err", err)
+		if fw := m.GetForward(); fw != nil {
+			var n int
+			var ferr error
+			switch {
+			case emptyForward(fw):
+			case st != image.Outcome_RUNNING || fw.MoveId != q.MoveId:
+				ferr = fmt.Errorf("move %s did not resume here", fw.MoveId)
+			case !opts.Outcomes.stillRunning(q.MoveId):
+				// Not to whatever process has the PID now.
+				ferr = fmt.Errorf("the task of move %s (pid %d) has exited here", q.MoveId, pid)
+			default:
+				n, ferr = deliverForward(int(pid), fw)
+				log.Info("signals sent to the original while the move was in doubt, forwarded", "move", q.MoveId, "pid", pid, "sent", n, "err", ferr)
+			}
+			_ = s.Send(&image.Control{Msg: &image.Control_ForwardDone{ForwardDone: forwardDone(fw.MoveId, n, ferr)}})
+			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, _ = s.Recv(lctx)
+			cancel()
 		}
 		return err
 	}
@@ -114,13 +162,10 @@ func Serve(ctx context.Context, s *transport.Session, opts DestinationOptions) e
 	}()
 	err = d.run()
 	// Let the last message reach the source before the session closes:
-	// wait (bounded) for the source to hang up first. (After Forward, the
-	// source's last word, it waits for us.)
-	if !d.forwarded {
-		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, _ = s.Recv(lctx)
-		cancel()
-	}
+	// wait (bounded) for the source to hang up first.
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, _ = s.Recv(lctx)
+	cancel()
 	if d.proc != nil && !d.resumed {
 		d.proc.Kill()
 	}
@@ -143,8 +188,6 @@ type destination struct {
 	proc    *restore.Process
 	round   uint32
 	resumed bool
-	// forwarded: the source's Forward came (its last message).
-	forwarded bool
 	// freshAnon are this round's fresh ranges of anonymous memory: a zero
 	// page there is zero already.
 	freshAnon  [][2]uint64
@@ -353,7 +396,7 @@ func (d *destination) final(t *image.Task) error {
 	}
 	phase(d.log, "resumed")
 	d.resumed = true
-	d.opts.Outcomes.set(d.id, image.Outcome_RUNNING, int32(d.proc.PID))
+	d.opts.Outcomes.setRunning(d.id, d.proc.PID)
 	if d.opts.RunningDelay > 0 {
 		time.Sleep(d.opts.RunningDelay) // test hook: a window after the resume, before Running
 	}
@@ -368,10 +411,11 @@ func (d *destination) final(t *image.Task) error {
 	return nil
 }
 
-// takeForward waits (a little) for the source's Forward and sends the task
-// the signals that came for the original during the cutover. The task runs
-// here whatever happens: a Forward that does not come is only logged (the
-// source counts what it could not send as lost).
+// takeForward waits (a little) for the source's Forward, sends the task
+// the signals that came for the original during the cutover, and answers
+// ForwardDone. The task runs here whatever happens: a Forward that does
+// not come is only logged (the source counts what was not confirmed as
+// lost).
 func (d *destination) takeForward() {
 	ctx, cancel := context.WithTimeout(d.ctx, forwardWait)
 	defer cancel()
@@ -385,14 +429,18 @@ func (d *destination) takeForward() {
 		d.log.Warn("expected Forward after Running", "got", fmt.Sprintf("%T", msg.Msg))
 		return
 	}
-	d.forwarded = true
-	if emptyForward(fw) {
-		return
+	var n int
+	if !emptyForward(fw) {
+		n, err = deliverForward(d.proc.PID, fw)
+		d.log.Info("signals sent to the original during the cutover, forwarded", "pid", d.proc.PID, "sent", n, "err", err)
 	}
-	n, err := deliverForward(d.proc.PID, fw)
-	d.log.Info("signals sent to the original during the cutover, forwarded", "pid", d.proc.PID, "sent", n, "err", err)
+	_ = d.s.Send(&image.Control{Msg: &image.Control_ForwardDone{ForwardDone: forwardDone(d.id, n, err)}})
 }
 
-// forwardWait bounds the destination's wait for Forward: the source sends it
-// right after it killed the original.
-const forwardWait = 10 * time.Second
+// forwardWait bounds the destination's wait for Forward, which the source
+// sends right after Running (or Outcome) came; forwardDoneWait the
+// source's for the answer, after it killed the original.
+const (
+	forwardWait     = 10 * time.Second
+	forwardDoneWait = 5 * time.Second
+)

@@ -13,8 +13,9 @@
 //	                 <---------------------- Prepared | Failed (source thaws)
 //	Commit           ---------------------->  Resume
 //	                 <---------------------- Running(pid)
-//	read signals queued since the capture; kill the frozen original
-//	Forward(late signals) ------------------>  send them to the task; close
+//	read signals queued since the capture
+//	Forward(late signals) ------------------>  send them to the task
+//	kill the frozen original <-------------- ForwardDone(how many were sent)
 //
 // Any failure before Commit leaves the original running exactly as it was:
 // the source closes the pre-copy session (disarming dirty tracking) and
@@ -23,8 +24,10 @@
 // (Outcomes), and only a definite "not resumed" lets it thaw.
 //
 // A signal sent to the original after its state was read is not in the
-// image: Forward carries it to the destination (late.go); in doubt it is
-// lost, and the report counts it.
+// image: Forward carries it to the destination (late.go), also when the
+// doubt is resolved by asking (over the asking session, and only while the
+// task's PID still names it); the report counts what was not confirmed as
+// lost.
 //
 // The package knows the engine (checkpoint, restore, precopy), compat and
 // the transport; it does not know the agent's control API or the cluster.

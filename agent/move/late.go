@@ -37,6 +37,15 @@ func forwardOf(moveID string, l *checkpoint.LateSignals) *image.Forward {
 	return fw
 }
 
+// forwardDone answers a Forward.
+func forwardDone(moveID string, delivered int, err error) *image.ForwardDone {
+	d := &image.ForwardDone{MoveId: moveID, Delivered: int32(delivered)}
+	if err != nil {
+		d.Error = err.Error()
+	}
+	return d
+}
+
 func emptyForward(fw *image.Forward) bool {
 	return len(fw.GetShared()) == 0 && len(fw.GetThreads()) == 0
 }

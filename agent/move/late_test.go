@@ -3,6 +3,7 @@ package move
 import (
 	"encoding/binary"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime"
 	"testing"
@@ -58,5 +59,31 @@ func TestDeliverForward(t *testing.T) {
 	}
 	if _, err := deliverForward(os.Getpid(), &image.Forward{Shared: []*image.SigInfo{{Signo: 99}}}); err == nil {
 		t.Error("signal 99 was forwarded")
+	}
+}
+
+// A move in doubt may be resolved long after: its forwarded signals go to
+// the task only while its PID still names it.
+func TestOutcomesStillRunning(t *testing.T) {
+	cmd := exec.Command("/bin/sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var o Outcomes
+	o.setRunning("m", cmd.Process.Pid)
+	if !o.stillRunning("m") {
+		t.Fatal("a running task is not still running")
+	}
+	if o.stillRunning("other") {
+		t.Error("an unknown move runs")
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if o.stillRunning("m") {
+		t.Error("an exited task (its pid free or another's) still runs")
+	}
+	o.set("a", image.Outcome_ABORTED, 0)
+	if o.stillRunning("a") {
+		t.Error("an aborted move runs")
 	}
 }

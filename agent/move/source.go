@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -246,34 +247,51 @@ func phase(log *slog.Logger, name string, args ...any) {
 // finishCommitted kills the original once the destination runs the task.
 // Signals queued for the original since task, its state, was captured are
 // read just before the kill and sent to the destination over fwd, the
-// move's session (also when there are none: the destination waits for
-// them). In doubt there is no such session: they are counted as lost.
+// move's session or the one that asked the outcome (also when there are
+// none: the destination waits for them); what the destination confirms it
+// sent on is counted forwarded, the rest lost. Without fwd (an operator's
+// kill) they are lost.
 func finishCommitted(f *checkpoint.Frozen, sess *precopy.Session, rep *Report, s, fwd *transport.Session, task *image.Task, newPID int32, start, freezeStart time.Time) (*Report, error) {
 	rep.FreezeMs = ms(time.Since(freezeStart))
 	rep.DowntimeMs = rep.FreezeMs
 	late, lateErr := f.LateSignals(task)
+	var warnings []string
+	switch {
+	case errors.Is(lateErr, checkpoint.ErrGone):
+		warnings = append(warnings, "the original died while frozen for the cutover (killed by someone else?); the task runs on at the destination")
+	case lateErr != nil:
+		warnings = append(warnings, fmt.Sprintf("some signals sent to the original during the cutover could not be read: %v", lateErr))
+	}
+	// Forward before the kill, which may take seconds: the task runs on
+	// the destination already.
+	sent := false
+	if fwd != nil {
+		sent = fwd.Send(&image.Control{Msg: &image.Control_Forward{Forward: forwardOf(rep.MoveID, late)}}) == nil
+	}
 	// Tearing down a large address space takes the dying task a CPU for
 	// a while (about 0.1 s per GiB here); at nice 19 it yields to the
 	// host's running tasks.
 	deprioritize(rep.PID)
 	killErr := f.Kill()
-	if fwd != nil {
-		if err := fwd.Send(&image.Control{Msg: &image.Control_Forward{Forward: forwardOf(rep.MoveID, late)}}); err != nil {
-			rep.SignalsLost = late.Count()
-		} else {
-			rep.SignalsForwarded = late.Count()
-			// The destination ends the session once it has Forward:
-			// closing it first could drop the message unsent.
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_, _ = fwd.Recv(ctx)
-			cancel()
+	rep.SignalsLost = late.Count()
+	if sent {
+		ctx, cancel := context.WithTimeout(context.Background(), forwardDoneWait)
+		msg, err := fwd.Recv(ctx)
+		cancel()
+		switch done := msg.GetForwardDone(); {
+		case err != nil || done == nil:
+			if late.Count() > 0 {
+				warnings = append(warnings, "the destination did not confirm the signals forwarded to it")
+			}
+		default:
+			rep.SignalsForwarded = int(done.Delivered)
+			rep.SignalsLost = max(late.Count()-int(done.Delivered), 0)
+			if done.Error != "" {
+				warnings = append(warnings, "forwarding signals: "+done.Error)
+			}
 		}
-	} else {
-		rep.SignalsLost = late.Count()
 	}
-	if lateErr != nil {
-		rep.Warning = fmt.Sprintf("signals sent to the original during the cutover could not be read: %v", lateErr)
-	}
+	rep.Warning = strings.Join(warnings, "; ")
 	_ = sess.Close()
 	rep.NewPID = int(newPID)
 	rep.TotalMs = ms(time.Since(start))

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/migrated/migrated/agent"
+	"github.com/migrated/migrated/agent/move"
 )
 
 func init() {
@@ -95,15 +96,7 @@ anything fails before the cutover, the original, untouched.`,
 				fmt.Printf("moved pid %d to %s: new pid %d\n", r.PID, r.Host, r.NewPID)
 				fmt.Printf("  downtime  %.1f ms\n  total     %.2f s\n  rounds    %d (%s tracking)\n  memory    %s\n  wire      %s (%.2fx memory)\n  move id   %s\n",
 					r.DowntimeMs, r.TotalMs/1000, r.Rounds, r.Tracker, humanBytes(r.MemoryBytes), humanBytes(r.WireBytes), ratio, r.MoveID)
-				if r.SignalsForwarded > 0 {
-					fmt.Printf("  signals   %d sent to the original during the cutover, forwarded\n", r.SignalsForwarded)
-				}
-				if r.SignalsLost > 0 {
-					fmt.Printf("  warning:  %d signals sent to the original during the cutover were lost\n", r.SignalsLost)
-				}
-				if r.Warning != "" {
-					fmt.Printf("  warning:  %s\n", r.Warning)
-				}
+				printSignals(r)
 				return nil
 			case final.Error != nil:
 				if asJSON {
@@ -295,6 +288,7 @@ asking. Run it on the source host, as root.`,
 			switch {
 			case ev.Report != nil:
 				fmt.Printf("move %s: the task runs on %s as pid %d; the original was killed\n", args[0], ev.Report.Host, ev.Report.NewPID)
+				printSignals(ev.Report)
 			case ev.Error != nil:
 				fmt.Printf("move %s: %s\n", args[0], ev.Error.Message)
 			}
@@ -305,4 +299,18 @@ asking. Run it on the source host, as root.`,
 	cmd.Flags().BoolVar(&kill, "kill", false, "kill the original without asking (the destination runs it)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// printSignals tells what became of the signals sent to the original during
+// the cutover, and any warning of the report.
+func printSignals(r *move.Report) {
+	if r.SignalsForwarded > 0 {
+		fmt.Printf("  signals   %d sent to the original during the cutover, forwarded\n", r.SignalsForwarded)
+	}
+	if r.SignalsLost > 0 {
+		fmt.Printf("  warning:  %d signals sent to the original during the cutover were lost\n", r.SignalsLost)
+	}
+	if r.Warning != "" {
+		fmt.Printf("  warning:  %s\n", r.Warning)
+	}
 }

@@ -2,6 +2,7 @@ package hosts_test
 
 import (
 	"encoding/json"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -64,4 +65,30 @@ func TestSignalDuringCutoverForwarded(t *testing.T) {
 	if n, _ := res.Int("wakeups"); n != 2 {
 		t.Errorf("the task woke %d times for a SIGUSR1, want 2 (one before the move, one during the cutover)", n)
 	}
+}
+
+// The frozen original is SIGKILLed by someone else during the cutover: the
+// task runs on at the destination (one copy), and the report says what
+// happened to the original.
+func TestOriginalKilledDuringCutover(t *testing.T) {
+	env, ctx := setupHoldingRunning(t, "2s")
+	a := env.Host(0)
+	p, pid := startOn(t, env, "simple", "--mode=busy")
+	mv, out := moveUntilResumed(t, env, ctx, pid)
+	if err := a.Signal(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("SIGKILL to the frozen original: %v", err)
+	}
+	if err := mv.Wait(); err != nil {
+		t.Fatalf("move: %v\n%s", err, out.String())
+	}
+	t.Logf("report: %s", out.String())
+	var rep move.Report
+	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rep.Warning, "died while frozen") {
+		t.Errorf("report warning %q does not say the original died while frozen", rep.Warning)
+	}
+	onlyOnB(t, env, &rep, pid)
+	passesOnDestination(t, p, pid, 30*time.Second)
 }

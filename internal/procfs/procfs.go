@@ -259,7 +259,8 @@ type Stat struct {
 	ArgStart, ArgEnd             uint64
 	EnvStart, EnvEnd             uint64
 	NumThreads                   int
-	Nice                         int // -20 (most favourable) to 19
+	Nice                         int    // -20 (most favourable) to 19
+	StartTime                    uint64 // clock ticks after boot: with the PID, names one process
 }
 
 // ParseStat parses /proc/PID/stat. comm is in parentheses and may contain
@@ -299,6 +300,7 @@ func ParseStat(data []byte) (*Stat, error) {
 	}
 	st.PPid, st.Pgrp, st.Session = sint(4), sint(5), sint(6)
 	st.Nice, st.NumThreads = sint(19), sint(20)
+	st.StartTime = num(22)
 	st.StartCode, st.EndCode, st.StartStk = num(26), num(27), num(28)
 	st.StartData, st.EndData, st.StartBrk = num(45), num(46), num(47)
 	st.ArgStart, st.ArgEnd, st.EnvStart, st.EnvEnd = num(48), num(49), num(50), num(51)
