@@ -219,6 +219,9 @@ func (f *Frozen) capture(injected bool) (*image.Task, error) {
 		}
 		t.Fds = append(t.Fds, fd)
 	}
+	if p := posixTimersProblem(pid); p != "" {
+		ue.Problems = append(ue.Problems, p)
+	}
 	if len(ue.Fds) > 0 || len(ue.Problems) > 0 {
 		return nil, ue
 	}

@@ -148,16 +148,46 @@ func TestUnsupportedFdRefusedBeforeFreeze(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var img bytes.Buffer
-	_, _, err = checkpoint.Dump(pid, &img, checkpoint.DumpOptions{})
-	var ue *checkpoint.UnsupportedError
-	if !errors.As(err, &ue) || len(ue.Fds) != 2 {
-		t.Fatalf("want an UnsupportedError naming 2 pipe fds, got %v", err)
+	ue := refusedUntouched(t, p, pid)
+	if len(ue.Fds) != 2 {
+		t.Fatalf("want an UnsupportedError naming 2 pipe fds, got %v", ue)
 	}
 	for _, f := range ue.Fds {
 		if f.Kind != image.FdKind_FD_PIPE {
 			t.Errorf("fd %d: kind %v, want pipe", f.Fd, f.Kind)
 		}
+	}
+}
+
+// A task with a POSIX timer is refused before it is frozen (the engine does
+// not carry them yet: moved, the task would never hear from it again).
+func TestPosixTimerRefusedBeforeFreeze(t *testing.T) {
+	needRoot(t)
+	if _, err := os.Stat("/proc/self/timers"); err != nil {
+		t.Skip("this kernel does not list POSIX timers in /proc/PID/timers")
+	}
+	set := workload.Build(t)
+	p := set.Start(t, "simple", workload.Opts{Args: []string{"--mode=busy", "--posix-timer"}})
+	pid, err := p.WaitReady()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ue := refusedUntouched(t, p, pid)
+	if len(ue.Fds) != 0 || len(ue.Problems) != 1 || !strings.Contains(ue.Problems[0], "1 POSIX timer") {
+		t.Fatalf("want the one POSIX timer named, got %v", ue)
+	}
+}
+
+// refusedUntouched dumps pid, which must be refused with an
+// *UnsupportedError before anything is written or the task stopped, and
+// checks that the task is not traced, goes on and passes its check.
+func refusedUntouched(t *testing.T, p *workload.Proc, pid int) *checkpoint.UnsupportedError {
+	t.Helper()
+	var img bytes.Buffer
+	_, _, err := checkpoint.Dump(pid, &img, checkpoint.DumpOptions{})
+	var ue *checkpoint.UnsupportedError
+	if !errors.As(err, &ue) {
+		t.Fatalf("want an UnsupportedError, got %v", err)
 	}
 	if img.Len() != 0 {
 		t.Errorf("an image was written (%d bytes)", img.Len())
@@ -176,6 +206,7 @@ func TestUnsupportedFdRefusedBeforeFreeze(t *testing.T) {
 		t.Fatalf("after the refusal: %v %v", err, res.Status)
 	}
 	t.Logf("refusal: %v", ue)
+	return ue
 }
 
 // A restore refused for a taken PID leaves the original alone; a restore

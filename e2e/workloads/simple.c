@@ -21,6 +21,8 @@
  *   pause      waits in pause() for SIGUSR1; each one wakes it for one step
  *              and one progress line
  * --itimer-us=N sets the ITIMER_REAL period (default 20000).
+ * --posix-timer creates a POSIX timer (timer_create, armed for an hour,
+ * SIGEV_NONE), which a move must refuse: it does not carry them yet.
  */
 #include "wl.h"
 
@@ -430,7 +432,7 @@ static void check_heap(void)
 int main(int argc, char **argv)
 {
 	const char *m;
-	wl_init(argc, argv, "mode,itimer-us");
+	wl_init(argc, argv, "mode,itimer-us,posix-timer");
 	m = wl_opt("mode");
 	if (m == NULL || strcmp(m, "busy") == 0)
 		mode = MODE_BUSY;
@@ -445,6 +447,13 @@ int main(int argc, char **argv)
 		wl_die("--itimer-us must be positive");
 
 	setup();
+	if (wl_opt("posix-timer")) {
+		struct sigevent sev = {.sigev_notify = SIGEV_NONE};
+		struct itimerspec its = {.it_value = {3600, 0}};
+		timer_t id;
+		if (timer_create(CLOCK_MONOTONIC, &sev, &id) != 0 || timer_settime(id, 0, &its, NULL) != 0)
+			wl_die("timer_create: %s", strerror(errno));
+	}
 	wl_ready();
 	run();
 
