@@ -189,6 +189,7 @@ type Syscalls struct {
 	Personality, Pause, RestartSyscall, Nanosleep                             int
 	ClockGettime, Setsid, Setpgid, Getpgid, Getsid                            int
 	Ftruncate, Fstat, Pread64, Pwrite64, Munlock                              int
+	TimerCreate, TimerSettime, TimerGettime, TimerDelete                      int
 }
 
 // registry of the arches compiled in.

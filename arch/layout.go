@@ -98,28 +98,71 @@ func ITimervalSize(a Arch) int { return 4 * a.WordSize() }
 
 // EncodeITimerval lays out an itimerval from nanoseconds.
 func EncodeITimerval(a Arch, intervalNS, valueNS int64) []byte {
-	w := a.WordSize()
-	b := make([]byte, ITimervalSize(a))
-	putWord(a, b, uint64(intervalNS/1e9))
-	putWord(a, b[w:], uint64(intervalNS%1e9/1e3))
-	putWord(a, b[2*w:], uint64(valueNS/1e9))
-	putWord(a, b[3*w:], uint64(valueNS%1e9/1e3))
-	return b
+	return encodeTimerPair(a, intervalNS, valueNS, 1e3)
 }
 
 // DecodeITimerval reads an itimerval into nanoseconds.
 func DecodeITimerval(a Arch, b []byte) (intervalNS, valueNS int64, err error) {
-	if len(b) < ITimervalSize(a) {
-		return 0, 0, fmt.Errorf("itimerval of %d bytes, want %d", len(b), ITimervalSize(a))
-	}
+	return decodeTimerPair(a, b, 1e3, "itimerval")
+}
+
+// ITimerspecSize is the size of the struct itimerspec timer_settime and
+// timer_gettime take: two timespecs of two words (a 32-bit task's calls
+// are the ones with a 32-bit time_t).
+func ITimerspecSize(a Arch) int { return 4 * a.WordSize() }
+
+// EncodeITimerspec lays out an itimerspec from nanoseconds.
+func EncodeITimerspec(a Arch, intervalNS, valueNS int64) []byte {
+	return encodeTimerPair(a, intervalNS, valueNS, 1)
+}
+
+// DecodeITimerspec reads an itimerspec into nanoseconds.
+func DecodeITimerspec(a Arch, b []byte) (intervalNS, valueNS int64, err error) {
+	return decodeTimerPair(a, b, 1, "itimerspec")
+}
+
+// encodeTimerPair lays out {interval, value}, each {seconds, sub} in words,
+// sub in units of unit nanoseconds (µs: itimerval, ns: itimerspec).
+func encodeTimerPair(a Arch, intervalNS, valueNS, unit int64) []byte {
 	w := a.WordSize()
+	b := make([]byte, 4*w)
+	putWord(a, b, uint64(intervalNS/1e9))
+	putWord(a, b[w:], uint64(intervalNS%1e9/unit))
+	putWord(a, b[2*w:], uint64(valueNS/1e9))
+	putWord(a, b[3*w:], uint64(valueNS%1e9/unit))
+	return b
+}
+
+func decodeTimerPair(a Arch, b []byte, unit int64, what string) (intervalNS, valueNS int64, err error) {
+	w := a.WordSize()
+	if len(b) < 4*w {
+		return 0, 0, fmt.Errorf("%s of %d bytes, want %d", what, len(b), 4*w)
+	}
 	sl := func(off int) int64 {
 		if w == 8 {
 			return int64(word(a, b[off:]))
 		}
 		return int64(int32(word(a, b[off:])))
 	}
-	return sl(0)*1e9 + sl(w)*1e3, sl(2*w)*1e9 + sl(3*w)*1e3, nil
+	return sl(0)*1e9 + sl(w)*unit, sl(2*w)*1e9 + sl(3*w)*unit, nil
+}
+
+// SigeventSize is the size of struct sigevent on every Linux arch
+// (SIGEV_MAX_SIZE).
+const SigeventSize = 64
+
+// EncodeSigevent lays out struct sigevent: sigev_value (a pointer-sized
+// union), sigev_signo, sigev_notify, then the union whose first member is
+// the thread ID of SIGEV_THREAD_ID.
+func EncodeSigevent(a Arch, value uint64, signo, notify, tid int32) []byte {
+	w := a.WordSize()
+	o := a.ByteOrder()
+	b := make([]byte, SigeventSize)
+	putWord(a, b, value)
+	o.PutUint32(b[w:], uint32(signo))
+	o.PutUint32(b[w+4:], uint32(notify))
+	o.PutUint32(b[w+8:], uint32(tid))
+	return b
 }
 
 // EncodeEpollEvent lays out struct epoll_event { __u32 events; __u64 data; }:

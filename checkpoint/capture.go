@@ -219,8 +219,8 @@ func (f *Frozen) capture(injected bool) (*image.Task, error) {
 		}
 		t.Fds = append(t.Fds, fd)
 	}
-	if p := posixTimersProblem(pid); p != "" {
-		ue.Problems = append(ue.Problems, p)
+	if _, problems := posixTimers(pid); len(problems) > 0 {
+		ue.Problems = append(ue.Problems, problems...)
 	}
 	if len(ue.Fds) > 0 || len(ue.Problems) > 0 {
 		return nil, ue

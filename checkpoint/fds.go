@@ -178,35 +178,13 @@ func Preflight(pid int) error {
 			ue.Problems = append(ue.Problems, "it is stopped (SIGSTOP or a job-control stop): continue it (SIGCONT) first")
 		}
 	}
-	if p := posixTimersProblem(pid); p != "" {
-		ue.Problems = append(ue.Problems, p)
+	if _, problems := posixTimers(pid); len(problems) > 0 {
+		ue.Problems = append(ue.Problems, problems...)
 	}
 	if len(ue.Fds) > 0 || len(ue.Problems) > 0 {
 		return ue
 	}
 	return nil
-}
-
-// posixTimersProblem says why a task with POSIX timers (timer_create) is
-// refused, or "": the engine does not carry them yet, and a task moved
-// without them would silently never hear from them again. The kernel lists
-// them in /proc/PID/timers (CONFIG_CHECKPOINT_RESTORE), one "ID:" line each;
-// without that file they cannot be seen, and nothing is said.
-func posixTimersProblem(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/timers", pid))
-	if err != nil {
-		return ""
-	}
-	n := 0
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "ID:") {
-			n++
-		}
-	}
-	if n == 0 {
-		return ""
-	}
-	return fmt.Sprintf("it has %d POSIX timer(s) (timer_create), which migrated does not move yet: delete them (timer_delete) first", n)
 }
 
 // Errors for the caller to act on.

@@ -91,6 +91,9 @@ func (f *Frozen) captureInjected(t *image.Task, maps []procfs.MapEntry) error {
 			t.Itimers = append(t.Itimers, &image.ITimer{Which: int32(which), IntervalNs: iv, ValueNs: v})
 		}
 	}
+	if err := f.capturePosixTimers(in, t, s); err != nil {
+		return err
+	}
 	// Per thread: each call must run in the thread it asks about.
 	for i, th := range f.Threads {
 		ti := in

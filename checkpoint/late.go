@@ -49,13 +49,13 @@ func (f *Frozen) LateSignals(t *image.Task) (*LateSignals, error) {
 	}
 	l := &LateSignals{}
 	a := f.Arch
-	armed := armedItimers(t)
+	travels := timerTravels(t, a.ByteOrder().Uint32)
 	var errs []error
 	now, err := f.Threads[0].PendingSignals(true)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	l.Shared = beyond(now, t.SharedPending, armed, a.ByteOrder().Uint32)
+	l.Shared = beyond(now, t.SharedPending, travels, a.ByteOrder().Uint32)
 	had := make(map[int32][]*image.SigInfo, len(t.Threads))
 	for _, it := range t.Threads {
 		had[it.Tid] = it.Pending
@@ -66,7 +66,7 @@ func (f *Frozen) LateSignals(t *image.Task) (*LateSignals, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if s := beyond(now, had[int32(th.TID)], armed, a.ByteOrder().Uint32); len(s) > 0 {
+		if s := beyond(now, had[int32(th.TID)], travels, a.ByteOrder().Uint32); len(s) > 0 {
 			if l.Threads == nil {
 				l.Threads = map[int32][]*image.SigInfo{}
 			}
@@ -96,24 +96,47 @@ func procAlive(pid int) bool {
 	return err == nil && st.State != 'Z' && st.State != 'X'
 }
 
-// armedItimers are the signals of the interval timers t carries armed:
-// the destination restores those timers, which fire there.
-func armedItimers(t *image.Task) map[uint32]bool {
+// timerTravels tells, of a siginfo, whether it is the expiry of a timer t
+// carries armed: an interval timer's (setitimer: SIGALRM, SIGVTALRM,
+// SIGPROF from the kernel) or a POSIX timer's (SI_TIMER, by timer ID). The
+// destination restores those timers, which fire there: such an expiry
+// during the cutover is not a late signal.
+func timerTravels(t *image.Task, u32 func([]byte) uint32) func(raw []byte) bool {
 	sigOf := map[int32]uint32{0: uint32(unix.SIGALRM), 1: uint32(unix.SIGVTALRM), 2: uint32(unix.SIGPROF)}
-	armed := map[uint32]bool{}
+	itimer := map[uint32]bool{}
 	for _, it := range t.Itimers {
 		if sig, ok := sigOf[it.Which]; ok && (it.ValueNs > 0 || it.IntervalNs > 0) {
-			armed[sig] = true
+			itimer[sig] = true
 		}
 	}
-	return armed
+	posix := map[int32]bool{}
+	for _, pt := range t.PosixTimers {
+		if pt.ValueNs > 0 || pt.IntervalNs > 0 {
+			posix[pt.Id] = true
+		}
+	}
+	return func(raw []byte) bool {
+		if len(raw) < 20 {
+			return false
+		}
+		switch int32(u32(raw[8:12])) {
+		case siKernel:
+			return itimer[u32(raw[0:4])]
+		case siTimer:
+			// The union of siginfo starts at 16 in the 64-bit layout
+			// PTRACE_PEEKSIGINFO gives a 64-bit tracer; si_timerid
+			// opens it.
+			return posix[int32(u32(raw[16:20]))]
+		}
+		return false
+	}
 }
 
 // beyond returns the entries of now (raw siginfos, in queue order) that
 // were not in before, counting repeats (a queue of two identical realtime
 // signals that had one before holds one late), less the expiries of the
-// interval timers that travel armed (armed, by signal).
-func beyond(now [][]byte, before []*image.SigInfo, armed map[uint32]bool, u32 func([]byte) uint32) []*image.SigInfo {
+// timers that travel armed (travels).
+func beyond(now [][]byte, before []*image.SigInfo, travels func([]byte) bool, u32 func([]byte) uint32) []*image.SigInfo {
 	seen := make(map[string]int, len(before))
 	for _, s := range before {
 		seen[string(s.Raw)]++
@@ -124,7 +147,7 @@ func beyond(now [][]byte, before []*image.SigInfo, armed map[uint32]bool, u32 fu
 			seen[string(raw)]--
 			continue
 		}
-		if len(raw) >= 12 && int32(u32(raw[8:12])) == siKernel && armed[u32(raw[0:4])] {
+		if travels != nil && travels(raw) {
 			continue
 		}
 		out = append(out, &image.SigInfo{Signo: int32(u32(raw)), Raw: raw})
@@ -132,8 +155,10 @@ func beyond(now [][]byte, before []*image.SigInfo, armed map[uint32]bool, u32 fu
 	return out
 }
 
-// siKernel is the si_code of a signal the kernel sends for itself
-// (include/uapi/asm-generic/siginfo.h): setitimer's SIGALRM, SIGVTALRM and
-// SIGPROF carry it. (POSIX timers, SI_TIMER, do not travel with a task yet:
-// their expiries are forwarded like any signal.)
-const siKernel = 0x80
+// si_code values (include/uapi/asm-generic/siginfo.h): a signal the kernel
+// sends for itself (setitimer's SIGALRM, SIGVTALRM and SIGPROF carry it),
+// a POSIX timer's expiry.
+const (
+	siKernel = 0x80
+	siTimer  = -2
+)

@@ -18,22 +18,25 @@ func siginfo(sig int, code int32, pid uint32) []byte {
 }
 
 // The queues read again at the kill hold the captured entries plus the late
-// ones; repeats count; the expiries of an interval timer that travels armed
-// are not late (it fires on the destination), other timers' are.
+// ones; repeats count; the expiries of a timer that travels armed (an
+// interval timer, a POSIX timer by ID) are not late (it fires on the
+// destination), other timers' are.
 func TestBeyond(t *testing.T) {
 	usr1 := siginfo(int(unix.SIGUSR1), 0, 7)        // kill from pid 7
 	rt := siginfo(34, -1, 8)                        // sigqueue of SIGRTMIN
 	alrm := siginfo(int(unix.SIGALRM), siKernel, 0) // ITIMER_REAL
 	prof := siginfo(int(unix.SIGPROF), siKernel, 0) // ITIMER_PROF
-	ptimer := siginfo(35, -2, 0)                    // a POSIX timer (SI_TIMER)
-	term := siginfo(int(unix.SIGTERM), -6, 9)       // tgkill
+	ptimer := siginfo(35, siTimer, 0)               // POSIX timer 0 (SI_TIMER), not carried
+	ptimer3 := siginfo(36, siTimer, 0)              // POSIX timer 3, carried armed
+	binary.NativeEndian.PutUint32(ptimer3[16:], 3)
+	term := siginfo(int(unix.SIGTERM), -6, 9) // tgkill
 	task := &image.Task{Itimers: []*image.ITimer{
 		{Which: 0, IntervalNs: 20e6, ValueNs: 5e6}, // ITIMER_REAL armed
 		{Which: 2}, // ITIMER_PROF disarmed
-	}}
+	}, PosixTimers: []*image.PosixTimer{{Id: 3, ValueNs: 1e9}}}
 	before := []*image.SigInfo{{Signo: 34, Raw: rt}}
-	now := [][]byte{rt, usr1, rt, alrm, prof, ptimer, term}
-	got := beyond(now, before, armedItimers(task), binary.NativeEndian.Uint32)
+	now := [][]byte{rt, usr1, rt, alrm, prof, ptimer, ptimer3, term}
+	got := beyond(now, before, timerTravels(task, binary.NativeEndian.Uint32), binary.NativeEndian.Uint32)
 	want := []int32{int32(unix.SIGUSR1), 34, int32(unix.SIGPROF), 35, int32(unix.SIGTERM)}
 	if len(got) != len(want) {
 		t.Fatalf("late: %d signals, want %v", len(got), want)

@@ -573,7 +573,7 @@ func (x Outcome_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Outcome_State.Descriptor instead.
 func (Outcome_State) EnumDescriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{38, 0}
+	return file_image_proto_rawDescGZIP(), []int{39, 0}
 }
 
 // Header opens every image and every move.
@@ -2524,6 +2524,7 @@ type Task struct {
 	Comm          string                 `protobuf:"bytes,16,opt,name=comm,proto3" json:"comm,omitempty"`
 	Cmdline       []byte                 `protobuf:"bytes,17,opt,name=cmdline,proto3" json:"cmdline,omitempty"`
 	Environ       []byte                 `protobuf:"bytes,18,opt,name=environ,proto3" json:"environ,omitempty"`
+	PosixTimers   []*PosixTimer          `protobuf:"bytes,19,rep,name=posix_timers,json=posixTimers,proto3" json:"posix_timers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2684,6 +2685,116 @@ func (x *Task) GetEnviron() []byte {
 	return nil
 }
 
+func (x *Task) GetPosixTimers() []*PosixTimer {
+	if x != nil {
+		return x.PosixTimers
+	}
+	return nil
+}
+
+// PosixTimer is one timer_create timer, as /proc/PID/timers lists it and
+// timer_gettime reads it. The overrun count does not travel (it restarts at
+// the next expiry).
+type PosixTimer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int32                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`         // the kernel's timer ID, kept
+	Clock         int32                  `protobuf:"varint,2,opt,name=clock,proto3" json:"clock,omitempty"`   // clockid_t
+	Notify        int32                  `protobuf:"varint,3,opt,name=notify,proto3" json:"notify,omitempty"` // SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID (| SIGEV_THREAD_ID)
+	Signo         int32                  `protobuf:"varint,4,opt,name=signo,proto3" json:"signo,omitempty"`
+	Value         uint64                 `protobuf:"varint,5,opt,name=value,proto3" json:"value,omitempty"` // sigev_value (sival_ptr)
+	Tid           int32                  `protobuf:"varint,6,opt,name=tid,proto3" json:"tid,omitempty"`     // SIGEV_THREAD_ID: the thread notified
+	IntervalNs    int64                  `protobuf:"varint,7,opt,name=interval_ns,json=intervalNs,proto3" json:"interval_ns,omitempty"`
+	ValueNs       int64                  `protobuf:"varint,8,opt,name=value_ns,json=valueNs,proto3" json:"value_ns,omitempty"` // time to the next expiry; 0: disarmed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PosixTimer) Reset() {
+	*x = PosixTimer{}
+	mi := &file_image_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PosixTimer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PosixTimer) ProtoMessage() {}
+
+func (x *PosixTimer) ProtoReflect() protoreflect.Message {
+	mi := &file_image_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PosixTimer.ProtoReflect.Descriptor instead.
+func (*PosixTimer) Descriptor() ([]byte, []int) {
+	return file_image_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PosixTimer) GetId() int32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PosixTimer) GetClock() int32 {
+	if x != nil {
+		return x.Clock
+	}
+	return 0
+}
+
+func (x *PosixTimer) GetNotify() int32 {
+	if x != nil {
+		return x.Notify
+	}
+	return 0
+}
+
+func (x *PosixTimer) GetSigno() int32 {
+	if x != nil {
+		return x.Signo
+	}
+	return 0
+}
+
+func (x *PosixTimer) GetValue() uint64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *PosixTimer) GetTid() int32 {
+	if x != nil {
+		return x.Tid
+	}
+	return 0
+}
+
+func (x *PosixTimer) GetIntervalNs() int64 {
+	if x != nil {
+		return x.IntervalNs
+	}
+	return 0
+}
+
+func (x *PosixTimer) GetValueNs() int64 {
+	if x != nil {
+		return x.ValueNs
+	}
+	return 0
+}
+
 // Control is one message on the control stream of a move. The message flow
 // is drawn in DESIGN.md: Manifest -> Verdict, rounds (Layout, RoundDone),
 // Final -> Prepared | Failed, Commit -> Running, Abort, OutcomeQuery -> Outcome.
@@ -2714,7 +2825,7 @@ type Control struct {
 
 func (x *Control) Reset() {
 	*x = Control{}
-	mi := &file_image_proto_msgTypes[24]
+	mi := &file_image_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2726,7 +2837,7 @@ func (x *Control) String() string {
 func (*Control) ProtoMessage() {}
 
 func (x *Control) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[24]
+	mi := &file_image_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2739,7 +2850,7 @@ func (x *Control) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Control.ProtoReflect.Descriptor instead.
 func (*Control) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{24}
+	return file_image_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Control) GetMsg() isControl_Msg {
@@ -3004,7 +3115,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_image_proto_msgTypes[25]
+	mi := &file_image_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3016,7 +3127,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[25]
+	mi := &file_image_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3029,7 +3140,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{25}
+	return file_image_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Hello) GetMoveId() string {
@@ -3067,7 +3178,7 @@ type Layout struct {
 
 func (x *Layout) Reset() {
 	*x = Layout{}
-	mi := &file_image_proto_msgTypes[26]
+	mi := &file_image_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3079,7 +3190,7 @@ func (x *Layout) String() string {
 func (*Layout) ProtoMessage() {}
 
 func (x *Layout) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[26]
+	mi := &file_image_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3092,7 +3203,7 @@ func (x *Layout) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Layout.ProtoReflect.Descriptor instead.
 func (*Layout) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{26}
+	return file_image_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Layout) GetRound() uint32 {
@@ -3129,7 +3240,7 @@ type RoundDone struct {
 
 func (x *RoundDone) Reset() {
 	*x = RoundDone{}
-	mi := &file_image_proto_msgTypes[27]
+	mi := &file_image_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3141,7 +3252,7 @@ func (x *RoundDone) String() string {
 func (*RoundDone) ProtoMessage() {}
 
 func (x *RoundDone) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[27]
+	mi := &file_image_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3154,7 +3265,7 @@ func (x *RoundDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundDone.ProtoReflect.Descriptor instead.
 func (*RoundDone) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{27}
+	return file_image_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RoundDone) GetRound() uint32 {
@@ -3202,7 +3313,7 @@ type RoundAck struct {
 
 func (x *RoundAck) Reset() {
 	*x = RoundAck{}
-	mi := &file_image_proto_msgTypes[28]
+	mi := &file_image_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3214,7 +3325,7 @@ func (x *RoundAck) String() string {
 func (*RoundAck) ProtoMessage() {}
 
 func (x *RoundAck) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[28]
+	mi := &file_image_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3227,7 +3338,7 @@ func (x *RoundAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundAck.ProtoReflect.Descriptor instead.
 func (*RoundAck) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{28}
+	return file_image_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RoundAck) GetRound() uint32 {
@@ -3253,7 +3364,7 @@ type Prepared struct {
 
 func (x *Prepared) Reset() {
 	*x = Prepared{}
-	mi := &file_image_proto_msgTypes[29]
+	mi := &file_image_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3265,7 +3376,7 @@ func (x *Prepared) String() string {
 func (*Prepared) ProtoMessage() {}
 
 func (x *Prepared) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[29]
+	mi := &file_image_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3278,7 +3389,7 @@ func (x *Prepared) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Prepared.ProtoReflect.Descriptor instead.
 func (*Prepared) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{29}
+	return file_image_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Prepared) GetMoveId() string {
@@ -3298,7 +3409,7 @@ type Failed struct {
 
 func (x *Failed) Reset() {
 	*x = Failed{}
-	mi := &file_image_proto_msgTypes[30]
+	mi := &file_image_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3310,7 +3421,7 @@ func (x *Failed) String() string {
 func (*Failed) ProtoMessage() {}
 
 func (x *Failed) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[30]
+	mi := &file_image_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3323,7 +3434,7 @@ func (x *Failed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failed.ProtoReflect.Descriptor instead.
 func (*Failed) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{30}
+	return file_image_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Failed) GetMoveId() string {
@@ -3349,7 +3460,7 @@ type Commit struct {
 
 func (x *Commit) Reset() {
 	*x = Commit{}
-	mi := &file_image_proto_msgTypes[31]
+	mi := &file_image_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3361,7 +3472,7 @@ func (x *Commit) String() string {
 func (*Commit) ProtoMessage() {}
 
 func (x *Commit) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[31]
+	mi := &file_image_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3374,7 +3485,7 @@ func (x *Commit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Commit.ProtoReflect.Descriptor instead.
 func (*Commit) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{31}
+	return file_image_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Commit) GetMoveId() string {
@@ -3394,7 +3505,7 @@ type Running struct {
 
 func (x *Running) Reset() {
 	*x = Running{}
-	mi := &file_image_proto_msgTypes[32]
+	mi := &file_image_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3406,7 +3517,7 @@ func (x *Running) String() string {
 func (*Running) ProtoMessage() {}
 
 func (x *Running) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[32]
+	mi := &file_image_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3419,7 +3530,7 @@ func (x *Running) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Running.ProtoReflect.Descriptor instead.
 func (*Running) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{32}
+	return file_image_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Running) GetMoveId() string {
@@ -3451,7 +3562,7 @@ type Forward struct {
 
 func (x *Forward) Reset() {
 	*x = Forward{}
-	mi := &file_image_proto_msgTypes[33]
+	mi := &file_image_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3463,7 +3574,7 @@ func (x *Forward) String() string {
 func (*Forward) ProtoMessage() {}
 
 func (x *Forward) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[33]
+	mi := &file_image_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3476,7 +3587,7 @@ func (x *Forward) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Forward.ProtoReflect.Descriptor instead.
 func (*Forward) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{33}
+	return file_image_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Forward) GetMoveId() string {
@@ -3510,7 +3621,7 @@ type ThreadSignals struct {
 
 func (x *ThreadSignals) Reset() {
 	*x = ThreadSignals{}
-	mi := &file_image_proto_msgTypes[34]
+	mi := &file_image_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3522,7 +3633,7 @@ func (x *ThreadSignals) String() string {
 func (*ThreadSignals) ProtoMessage() {}
 
 func (x *ThreadSignals) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[34]
+	mi := &file_image_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3535,7 +3646,7 @@ func (x *ThreadSignals) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ThreadSignals.ProtoReflect.Descriptor instead.
 func (*ThreadSignals) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{34}
+	return file_image_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ThreadSignals) GetTid() int32 {
@@ -3565,7 +3676,7 @@ type ForwardDone struct {
 
 func (x *ForwardDone) Reset() {
 	*x = ForwardDone{}
-	mi := &file_image_proto_msgTypes[35]
+	mi := &file_image_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3577,7 +3688,7 @@ func (x *ForwardDone) String() string {
 func (*ForwardDone) ProtoMessage() {}
 
 func (x *ForwardDone) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[35]
+	mi := &file_image_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3590,7 +3701,7 @@ func (x *ForwardDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardDone.ProtoReflect.Descriptor instead.
 func (*ForwardDone) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{35}
+	return file_image_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ForwardDone) GetMoveId() string {
@@ -3624,7 +3735,7 @@ type Abort struct {
 
 func (x *Abort) Reset() {
 	*x = Abort{}
-	mi := &file_image_proto_msgTypes[36]
+	mi := &file_image_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3636,7 +3747,7 @@ func (x *Abort) String() string {
 func (*Abort) ProtoMessage() {}
 
 func (x *Abort) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[36]
+	mi := &file_image_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3649,7 +3760,7 @@ func (x *Abort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Abort.ProtoReflect.Descriptor instead.
 func (*Abort) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{36}
+	return file_image_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Abort) GetMoveId() string {
@@ -3675,7 +3786,7 @@ type OutcomeQuery struct {
 
 func (x *OutcomeQuery) Reset() {
 	*x = OutcomeQuery{}
-	mi := &file_image_proto_msgTypes[37]
+	mi := &file_image_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3687,7 +3798,7 @@ func (x *OutcomeQuery) String() string {
 func (*OutcomeQuery) ProtoMessage() {}
 
 func (x *OutcomeQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[37]
+	mi := &file_image_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3700,7 +3811,7 @@ func (x *OutcomeQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutcomeQuery.ProtoReflect.Descriptor instead.
 func (*OutcomeQuery) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{37}
+	return file_image_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *OutcomeQuery) GetMoveId() string {
@@ -3721,7 +3832,7 @@ type Outcome struct {
 
 func (x *Outcome) Reset() {
 	*x = Outcome{}
-	mi := &file_image_proto_msgTypes[38]
+	mi := &file_image_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3733,7 +3844,7 @@ func (x *Outcome) String() string {
 func (*Outcome) ProtoMessage() {}
 
 func (x *Outcome) ProtoReflect() protoreflect.Message {
-	mi := &file_image_proto_msgTypes[38]
+	mi := &file_image_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3746,7 +3857,7 @@ func (x *Outcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
 func (*Outcome) Descriptor() ([]byte, []int) {
-	return file_image_proto_rawDescGZIP(), []int{38}
+	return file_image_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Outcome) GetMoveId() string {
@@ -3959,7 +4070,7 @@ const file_image_proto_rawDesc = "" +
 	"\x06Clocks\x12!\n" +
 	"\fmonotonic_ns\x18\x01 \x01(\x03R\vmonotonicNs\x12\x1f\n" +
 	"\vboottime_ns\x18\x02 \x01(\x03R\n" +
-	"boottimeNs\"\x83\x06\n" +
+	"boottimeNs\"\xc5\x06\n" +
 	"\x04Task\x121\n" +
 	"\x06header\x18\x01 \x01(\v2\x19.migrated.image.v1.HeaderR\x06header\x127\n" +
 	"\bmanifest\x18\x02 \x01(\v2\x1b.migrated.image.v1.ManifestR\bmanifest\x12*\n" +
@@ -3981,7 +4092,19 @@ const file_image_proto_rawDesc = "" +
 	"\x06clocks\x18\x0f \x01(\v2\x19.migrated.image.v1.ClocksR\x06clocks\x12\x12\n" +
 	"\x04comm\x18\x10 \x01(\tR\x04comm\x12\x18\n" +
 	"\acmdline\x18\x11 \x01(\fR\acmdline\x12\x18\n" +
-	"\aenviron\x18\x12 \x01(\fR\aenviron\"\xa2\a\n" +
+	"\aenviron\x18\x12 \x01(\fR\aenviron\x12@\n" +
+	"\fposix_timers\x18\x13 \x03(\v2\x1d.migrated.image.v1.PosixTimerR\vposixTimers\"\xc4\x01\n" +
+	"\n" +
+	"PosixTimer\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x14\n" +
+	"\x05clock\x18\x02 \x01(\x05R\x05clock\x12\x16\n" +
+	"\x06notify\x18\x03 \x01(\x05R\x06notify\x12\x14\n" +
+	"\x05signo\x18\x04 \x01(\x05R\x05signo\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\x04R\x05value\x12\x10\n" +
+	"\x03tid\x18\x06 \x01(\x05R\x03tid\x12\x1f\n" +
+	"\vinterval_ns\x18\a \x01(\x03R\n" +
+	"intervalNs\x12\x19\n" +
+	"\bvalue_ns\x18\b \x01(\x03R\avalueNs\"\xa2\a\n" +
 	"\aControl\x120\n" +
 	"\x05hello\x18\x01 \x01(\v2\x18.migrated.image.v1.HelloH\x00R\x05hello\x129\n" +
 	"\bmanifest\x18\x02 \x01(\v2\x1b.migrated.image.v1.ManifestH\x00R\bmanifest\x126\n" +
@@ -4157,7 +4280,7 @@ func file_image_proto_rawDescGZIP() []byte {
 }
 
 var file_image_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_image_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_image_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_image_proto_goTypes = []any{
 	(Arch)(0),              // 0: migrated.image.v1.Arch
 	(Endian)(0),            // 1: migrated.image.v1.Endian
@@ -4191,21 +4314,22 @@ var file_image_proto_goTypes = []any{
 	(*ITimer)(nil),         // 29: migrated.image.v1.ITimer
 	(*Clocks)(nil),         // 30: migrated.image.v1.Clocks
 	(*Task)(nil),           // 31: migrated.image.v1.Task
-	(*Control)(nil),        // 32: migrated.image.v1.Control
-	(*Hello)(nil),          // 33: migrated.image.v1.Hello
-	(*Layout)(nil),         // 34: migrated.image.v1.Layout
-	(*RoundDone)(nil),      // 35: migrated.image.v1.RoundDone
-	(*RoundAck)(nil),       // 36: migrated.image.v1.RoundAck
-	(*Prepared)(nil),       // 37: migrated.image.v1.Prepared
-	(*Failed)(nil),         // 38: migrated.image.v1.Failed
-	(*Commit)(nil),         // 39: migrated.image.v1.Commit
-	(*Running)(nil),        // 40: migrated.image.v1.Running
-	(*Forward)(nil),        // 41: migrated.image.v1.Forward
-	(*ThreadSignals)(nil),  // 42: migrated.image.v1.ThreadSignals
-	(*ForwardDone)(nil),    // 43: migrated.image.v1.ForwardDone
-	(*Abort)(nil),          // 44: migrated.image.v1.Abort
-	(*OutcomeQuery)(nil),   // 45: migrated.image.v1.OutcomeQuery
-	(*Outcome)(nil),        // 46: migrated.image.v1.Outcome
+	(*PosixTimer)(nil),     // 32: migrated.image.v1.PosixTimer
+	(*Control)(nil),        // 33: migrated.image.v1.Control
+	(*Hello)(nil),          // 34: migrated.image.v1.Hello
+	(*Layout)(nil),         // 35: migrated.image.v1.Layout
+	(*RoundDone)(nil),      // 36: migrated.image.v1.RoundDone
+	(*RoundAck)(nil),       // 37: migrated.image.v1.RoundAck
+	(*Prepared)(nil),       // 38: migrated.image.v1.Prepared
+	(*Failed)(nil),         // 39: migrated.image.v1.Failed
+	(*Commit)(nil),         // 40: migrated.image.v1.Commit
+	(*Running)(nil),        // 41: migrated.image.v1.Running
+	(*Forward)(nil),        // 42: migrated.image.v1.Forward
+	(*ThreadSignals)(nil),  // 43: migrated.image.v1.ThreadSignals
+	(*ForwardDone)(nil),    // 44: migrated.image.v1.ForwardDone
+	(*Abort)(nil),          // 45: migrated.image.v1.Abort
+	(*OutcomeQuery)(nil),   // 46: migrated.image.v1.OutcomeQuery
+	(*Outcome)(nil),        // 47: migrated.image.v1.Outcome
 }
 var file_image_proto_depIdxs = []int32{
 	0,  // 0: migrated.image.v1.Header.arch:type_name -> migrated.image.v1.Arch
@@ -4243,33 +4367,34 @@ var file_image_proto_depIdxs = []int32{
 	28, // 32: migrated.image.v1.Task.rlimits:type_name -> migrated.image.v1.Rlimit
 	29, // 33: migrated.image.v1.Task.itimers:type_name -> migrated.image.v1.ITimer
 	30, // 34: migrated.image.v1.Task.clocks:type_name -> migrated.image.v1.Clocks
-	33, // 35: migrated.image.v1.Control.hello:type_name -> migrated.image.v1.Hello
-	11, // 36: migrated.image.v1.Control.manifest:type_name -> migrated.image.v1.Manifest
-	12, // 37: migrated.image.v1.Control.verdict:type_name -> migrated.image.v1.Verdict
-	34, // 38: migrated.image.v1.Control.layout:type_name -> migrated.image.v1.Layout
-	35, // 39: migrated.image.v1.Control.round_done:type_name -> migrated.image.v1.RoundDone
-	31, // 40: migrated.image.v1.Control.final:type_name -> migrated.image.v1.Task
-	37, // 41: migrated.image.v1.Control.prepared:type_name -> migrated.image.v1.Prepared
-	38, // 42: migrated.image.v1.Control.failed:type_name -> migrated.image.v1.Failed
-	39, // 43: migrated.image.v1.Control.commit:type_name -> migrated.image.v1.Commit
-	40, // 44: migrated.image.v1.Control.running:type_name -> migrated.image.v1.Running
-	44, // 45: migrated.image.v1.Control.abort:type_name -> migrated.image.v1.Abort
-	45, // 46: migrated.image.v1.Control.outcome_query:type_name -> migrated.image.v1.OutcomeQuery
-	46, // 47: migrated.image.v1.Control.outcome:type_name -> migrated.image.v1.Outcome
-	36, // 48: migrated.image.v1.Control.round_ack:type_name -> migrated.image.v1.RoundAck
-	41, // 49: migrated.image.v1.Control.forward:type_name -> migrated.image.v1.Forward
-	43, // 50: migrated.image.v1.Control.forward_done:type_name -> migrated.image.v1.ForwardDone
-	15, // 51: migrated.image.v1.Layout.vmas:type_name -> migrated.image.v1.VMA
-	13, // 52: migrated.image.v1.Failed.reasons:type_name -> migrated.image.v1.Reason
-	21, // 53: migrated.image.v1.Forward.shared:type_name -> migrated.image.v1.SigInfo
-	42, // 54: migrated.image.v1.Forward.threads:type_name -> migrated.image.v1.ThreadSignals
-	21, // 55: migrated.image.v1.ThreadSignals.signals:type_name -> migrated.image.v1.SigInfo
-	7,  // 56: migrated.image.v1.Outcome.state:type_name -> migrated.image.v1.Outcome.State
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	32, // 35: migrated.image.v1.Task.posix_timers:type_name -> migrated.image.v1.PosixTimer
+	34, // 36: migrated.image.v1.Control.hello:type_name -> migrated.image.v1.Hello
+	11, // 37: migrated.image.v1.Control.manifest:type_name -> migrated.image.v1.Manifest
+	12, // 38: migrated.image.v1.Control.verdict:type_name -> migrated.image.v1.Verdict
+	35, // 39: migrated.image.v1.Control.layout:type_name -> migrated.image.v1.Layout
+	36, // 40: migrated.image.v1.Control.round_done:type_name -> migrated.image.v1.RoundDone
+	31, // 41: migrated.image.v1.Control.final:type_name -> migrated.image.v1.Task
+	38, // 42: migrated.image.v1.Control.prepared:type_name -> migrated.image.v1.Prepared
+	39, // 43: migrated.image.v1.Control.failed:type_name -> migrated.image.v1.Failed
+	40, // 44: migrated.image.v1.Control.commit:type_name -> migrated.image.v1.Commit
+	41, // 45: migrated.image.v1.Control.running:type_name -> migrated.image.v1.Running
+	45, // 46: migrated.image.v1.Control.abort:type_name -> migrated.image.v1.Abort
+	46, // 47: migrated.image.v1.Control.outcome_query:type_name -> migrated.image.v1.OutcomeQuery
+	47, // 48: migrated.image.v1.Control.outcome:type_name -> migrated.image.v1.Outcome
+	37, // 49: migrated.image.v1.Control.round_ack:type_name -> migrated.image.v1.RoundAck
+	42, // 50: migrated.image.v1.Control.forward:type_name -> migrated.image.v1.Forward
+	44, // 51: migrated.image.v1.Control.forward_done:type_name -> migrated.image.v1.ForwardDone
+	15, // 52: migrated.image.v1.Layout.vmas:type_name -> migrated.image.v1.VMA
+	13, // 53: migrated.image.v1.Failed.reasons:type_name -> migrated.image.v1.Reason
+	21, // 54: migrated.image.v1.Forward.shared:type_name -> migrated.image.v1.SigInfo
+	43, // 55: migrated.image.v1.Forward.threads:type_name -> migrated.image.v1.ThreadSignals
+	21, // 56: migrated.image.v1.ThreadSignals.signals:type_name -> migrated.image.v1.SigInfo
+	7,  // 57: migrated.image.v1.Outcome.state:type_name -> migrated.image.v1.Outcome.State
+	58, // [58:58] is the sub-list for method output_type
+	58, // [58:58] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_image_proto_init() }
@@ -4277,7 +4402,7 @@ func file_image_proto_init() {
 	if File_image_proto != nil {
 		return
 	}
-	file_image_proto_msgTypes[24].OneofWrappers = []any{
+	file_image_proto_msgTypes[25].OneofWrappers = []any{
 		(*Control_Hello)(nil),
 		(*Control_Manifest)(nil),
 		(*Control_Verdict)(nil),
@@ -4301,7 +4426,7 @@ func file_image_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_image_proto_rawDesc), len(file_image_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -103,6 +103,9 @@ func (p *Process) finish() error {
 		ths = append(ths, tb)
 		p.threads = ths // Kill must reap every thread made so far
 	}
+	if err := p.setPosixTimers(t.PosixTimers); err != nil {
+		return err
+	}
 	if err := p.queueSignals(t.SharedPending, nil); err != nil {
 		return err
 	}

@@ -43,7 +43,11 @@ type Options struct {
 	// ForceTimeNS restores into a new time namespace even when this host's
 	// clocks are ahead of the task's (tests; see timeOffsets).
 	ForceTimeNS bool
-	Log         *slog.Logger
+	// NoTimerRestoreIDs recreates POSIX timers as on a kernel without
+	// PR_TIMER_CREATE_RESTORE_IDS (before 6.17: the POWER guests'), with
+	// placeholder timers to reach each ID (tests; see setPosixTimers).
+	NoTimerRestoreIDs bool
+	Log               *slog.Logger
 }
 
 // Process is a task being built. It stays stopped until Resume.

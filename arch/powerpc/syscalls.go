@@ -31,6 +31,7 @@ var syscalls64 = arch.Syscalls{
 	ExitGroup: 234, EpollCtl: 237, ClockGettime: 246, Openat: 286, GetRobustList: 299,
 	SetRobustList: 300, Eventfd2: 314, EpollCreate1: 315, Dup3: 316, RtTgsigqueueinfo: 322,
 	Unshare: 282, Prlimit64: 325, MemfdCreate: 360, Userfaultfd: 364, Rseq: 387, Clone3: 435,
+	TimerCreate: 240, TimerSettime: 241, TimerGettime: 242, TimerDelete: 244,
 }
 
 var syscalls32 = func() arch.Syscalls {

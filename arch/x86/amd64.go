@@ -170,6 +170,7 @@ var amd64Syscalls = arch.Syscalls{
 	Prctl: 157, ArchPrctl: 158, Gettid: 186, SetTidAddress: 218, RestartSyscall: 219, ClockGettime: 228,
 	ExitGroup: 231, Openat: 257, SetRobustList: 273, GetRobustList: 274, Dup3: 292, Prlimit64: 302,
 	RtTgsigqueueinfo: 297, Unshare: 272, EpollCtl: 233, Eventfd2: 290, EpollCreate1: 291, MemfdCreate: 319, Userfaultfd: 323, Rseq: 334, Clone3: 435,
+	TimerCreate: 222, TimerSettime: 223, TimerGettime: 224, TimerDelete: 226,
 }
 
 // amd64SigLoop: r12 = the slot, r13 = the signal, r14 = 65, r15 = the

@@ -158,6 +158,7 @@ var i386Syscalls = arch.Syscalls{
 	Madvise: 219, Gettid: 224, ExitGroup: 252, SetTidAddress: 258, ClockGettime: 265, Openat: 295,
 	SetRobustList: 311, GetRobustList: 312, Dup3: 330, RtTgsigqueueinfo: 335, Unshare: 310, EpollCtl: 255, Eventfd2: 328, EpollCreate1: 329, Prlimit64: 340, MemfdCreate: 356,
 	Userfaultfd: 374, Rseq: 386, Clone3: 435,
+	TimerCreate: 259, TimerSettime: 260, TimerGettime: 261, TimerDelete: 263,
 }
 
 // i386SigLoop: ebp = the slot, edi = the signal; rt_sigaction is 174 in

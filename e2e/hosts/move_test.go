@@ -46,6 +46,7 @@ func TestMoveWorkloads(t *testing.T) {
 		{"fpthreads", "fpthreads", nil},
 		{"go", "gowork", nil},
 		{"python", "chain", nil},
+		{"posix-timers", "zdtm/posixtimers", nil},
 		{"mixed-1GiB", "mixed", []string{"--size-mib=1024"}},
 	}
 	for _, c := range cases {

@@ -21,8 +21,9 @@
  *   pause      waits in pause() for SIGUSR1; each one wakes it for one step
  *              and one progress line
  * --itimer-us=N sets the ITIMER_REAL period (default 20000).
- * --posix-timer creates a POSIX timer (timer_create, armed for an hour,
- * SIGEV_NONE), which a move must refuse: it does not carry them yet.
+ * --posix-timer creates a POSIX timer on the main thread's CPU clock
+ * (armed for an hour, SIGEV_NONE), which a move must refuse: it does not
+ * recreate timers on a thread's clock yet.
  */
 #include "wl.h"
 
@@ -451,7 +452,7 @@ int main(int argc, char **argv)
 		struct sigevent sev = {.sigev_notify = SIGEV_NONE};
 		struct itimerspec its = {.it_value = {3600, 0}};
 		timer_t id;
-		if (timer_create(CLOCK_MONOTONIC, &sev, &id) != 0 || timer_settime(id, 0, &its, NULL) != 0)
+		if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &id) != 0 || timer_settime(id, 0, &its, NULL) != 0)
 			wl_die("timer_create: %s", strerror(errno));
 	}
 	wl_ready();

@@ -90,7 +90,7 @@ func TestI386(t *testing.T) {
 		"TestCheckpointRestore/i386-pause", "TestCheckpointRestore/i386-threads",
 		"TestDumpLeavesSignalActions/i386",
 		"TestCheckpointRestore/i386-fpthreads", "TestCheckpointRestore/i386-fpthreads-static",
-		"TestCheckpointRestore/fpthreads",
+		"TestCheckpointRestore/fpthreads", "TestCheckpointRestore/i386-posixtimers",
 		"TestMoveI386/fpthreads-i386", "TestMoveI386/threads-i386", "TestMoveI386/simple-i386-static",
 		"TestMoveI386Refused",
 	} {

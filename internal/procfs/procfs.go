@@ -473,3 +473,89 @@ func parseEpollLine(line string) (EpollItem, error) {
 	}
 	return it, nil
 }
+
+// Timer is one POSIX timer of /proc/PID/timers (fs/proc/base.c show_timer).
+type Timer struct {
+	ID     int32
+	Signo  int32
+	Value  uint64 // sigev_value, as sival_ptr
+	Notify int32  // SIGEV_SIGNAL, SIGEV_NONE or SIGEV_THREAD, | SIGEV_THREAD_ID for "tid"
+	Target int32  // the pid or tid notified, in the reader's PID namespace
+	Clock  int32
+}
+
+// sigevThreadID is SIGEV_THREAD_ID.
+const sigevThreadID = 4
+
+// ParseTimers parses /proc/PID/timers:
+//
+//	ID: 0
+//	signal: 14/00000000deadbeef
+//	notify: signal/pid.1234     (none/..., thread/..., and tid.N for SIGEV_THREAD_ID)
+//	ClockID: 1
+func ParseTimers(data []byte) ([]Timer, error) {
+	var out []Timer
+	var cur *Timer
+	for _, line := range strings.Split(string(data), "\n") {
+		if line == "" {
+			continue
+		}
+		key, val, ok := strings.Cut(line, ": ")
+		if !ok {
+			return nil, fmt.Errorf("%w: timers line %q", ErrProcFormat, line)
+		}
+		if key == "ID" {
+			out = append(out, Timer{})
+			cur = &out[len(out)-1]
+		} else if cur == nil {
+			return nil, fmt.Errorf("%w: timers line %q before an ID", ErrProcFormat, line)
+		}
+		var err error
+		switch key {
+		case "ID":
+			var n int64
+			n, err = strconv.ParseInt(val, 10, 32)
+			cur.ID = int32(n)
+		case "signal":
+			sig, ptr, ok2 := strings.Cut(val, "/")
+			if !ok2 {
+				return nil, fmt.Errorf("%w: timers signal %q", ErrProcFormat, val)
+			}
+			var n int64
+			if n, err = strconv.ParseInt(sig, 10, 32); err == nil {
+				cur.Signo = int32(n)
+				cur.Value, err = strconv.ParseUint(ptr, 16, 64)
+			}
+		case "notify":
+			how, who, ok2 := strings.Cut(val, "/")
+			kind, id, ok3 := strings.Cut(who, ".")
+			if !ok2 || !ok3 {
+				return nil, fmt.Errorf("%w: timers notify %q", ErrProcFormat, val)
+			}
+			switch how {
+			case "signal":
+				cur.Notify = 0
+			case "none":
+				cur.Notify = 1
+			case "thread":
+				cur.Notify = 2
+			default:
+				return nil, fmt.Errorf("%w: timers notify %q", ErrProcFormat, val)
+			}
+			if kind == "tid" {
+				cur.Notify |= sigevThreadID
+			}
+			var n int64
+			n, err = strconv.ParseInt(id, 10, 32)
+			cur.Target = int32(n)
+		case "ClockID":
+			var n int64
+			n, err = strconv.ParseInt(val, 10, 32)
+			cur.Clock = int32(n)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: timers line %q: %v", ErrProcFormat, line, err)
+		}
+	}
+	return out, nil
+}
