@@ -9,6 +9,7 @@ import (
 
 	"github.com/migrated/migrated/agent/move"
 	"github.com/migrated/migrated/e2e/hosts"
+	"github.com/migrated/migrated/e2e/nshost"
 	"github.com/migrated/migrated/e2e/workload"
 )
 
@@ -40,21 +41,11 @@ func TestSignalDuringCutoverForwarded(t *testing.T) {
 	if st := hosts.ProcState(a, pid); st != 't' {
 		t.Fatalf("the original is in state %q, not frozen, while the destination holds Running back", st)
 	}
-	if err := a.Signal(pid, syscall.SIGUSR1); err != nil {
-		t.Fatalf("SIGUSR1 to the frozen original: %v", err)
-	}
-	if err := mv.Wait(); err != nil {
-		t.Fatalf("move: %v\n%s", err, out.String())
-	}
-	t.Logf("report: %s", out.String())
-	var rep move.Report
-	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := signalAndFinish(t, a, pid, syscall.SIGUSR1, mv, out)
 	if rep.SignalsForwarded != 1 || rep.SignalsLost != 0 {
 		t.Errorf("report: %d signals forwarded, %d lost; want 1 and 0", rep.SignalsForwarded, rep.SignalsLost)
 	}
-	onlyOnB(t, env, &rep, pid)
+	onlyOnB(t, env, rep, pid)
 	if err := p.WaitProgress(before+1, 30*time.Second); err != nil {
 		t.Fatalf("the SIGUSR1 sent during the cutover never reached the task on the destination: %v", err)
 	}
@@ -75,8 +66,20 @@ func TestOriginalKilledDuringCutover(t *testing.T) {
 	a := env.Host(0)
 	p, pid := startOn(t, env, "simple", "--mode=busy")
 	mv, out := moveUntilResumed(t, env, ctx, pid)
-	if err := a.Signal(pid, syscall.SIGKILL); err != nil {
-		t.Fatalf("SIGKILL to the frozen original: %v", err)
+	rep := signalAndFinish(t, a, pid, syscall.SIGKILL, mv, out)
+	if !strings.Contains(rep.Warning, "died while frozen") {
+		t.Errorf("report warning %q does not say the original died while frozen", rep.Warning)
+	}
+	onlyOnB(t, env, rep, pid)
+	passesOnDestination(t, p, pid, 30*time.Second)
+}
+
+// signalAndFinish sends sig to the frozen original on host a, lets the move
+// end, and returns its report.
+func signalAndFinish(t *testing.T, a *nshost.Host, pid int, sig syscall.Signal, mv *nshost.Cmd, out *strings.Builder) *move.Report {
+	t.Helper()
+	if err := a.Signal(pid, sig); err != nil {
+		t.Fatalf("%v to the frozen original: %v", sig, err)
 	}
 	if err := mv.Wait(); err != nil {
 		t.Fatalf("move: %v\n%s", err, out.String())
@@ -86,9 +89,5 @@ func TestOriginalKilledDuringCutover(t *testing.T) {
 	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(rep.Warning, "died while frozen") {
-		t.Errorf("report warning %q does not say the original died while frozen", rep.Warning)
-	}
-	onlyOnB(t, env, &rep, pid)
-	passesOnDestination(t, p, pid, 30*time.Second)
+	return &rep
 }

@@ -332,6 +332,17 @@ static inline uint64_t wl_mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
+/* wl_burn spends about 3 ms of CPU (less once a finish is requested): for
+ * the workloads whose timers count CPU time. */
+static volatile uint64_t wl_sink;
+static void wl_burn(void)
+{
+	uint64_t t = wl_mono();
+	while (wl_mono() - t < 3000000ull && !wl_finish)
+		for (int i = 0; i < 1000; i++)
+			wl_sink = wl_mix(wl_sink + (uint64_t)i);
+}
+
 static void wl_fill(void *p, size_t len, uint64_t seed, uint64_t first_word)
 {
 	uint64_t *w = p;

@@ -28,15 +28,6 @@ static void on_timer(int sig)
 			fired[i]++;
 }
 
-static volatile uint64_t sink;
-static void burn(void)
-{
-	uint64_t t = wl_mono();
-	while (wl_mono() - t < 3000000ull && !wl_finish)
-		for (int i = 0; i < 1000; i++)
-			sink = wl_mix(sink + (uint64_t)i);
-}
-
 int main(int argc, char **argv)
 {
 	struct sigaction sa;
@@ -55,7 +46,7 @@ int main(int argc, char **argv)
 			wl_die("setitimer %s: %s", timers[i].name, strerror(errno));
 	}
 	wl_ready();
-	wl_loop(5000000ull, burn);
+	wl_loop(5000000ull, wl_burn);
 
 	if (wl.corrupt) {
 		struct itimerval it = {{0, 0}, {0, 0}};
@@ -85,7 +76,7 @@ int main(int argc, char **argv)
 				 (long)it.it_value.tv_sec, (long)it.it_value.tv_usec);
 		deadline = wl_mono() + 5000000000ull;
 		while (fired[i] == before && wl_mono() < deadline)
-			burn();
+			wl_burn();
 		if (fired[i] == before)
 			wl_failf("%s no longer fires (%d times before)", timers[i].name, (int)before);
 	}

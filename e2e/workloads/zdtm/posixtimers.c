@@ -63,15 +63,6 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static volatile uint64_t sink;
-static void burn(void)
-{
-	uint64_t t = wl_mono();
-	while (wl_mono() - t < 3000000ull && !wl_finish)
-		for (int i = 0; i < 1000; i++)
-			sink = wl_mix(sink + (uint64_t)i);
-}
-
 static void make(int i, clockid_t clock, int notify, int sig, long long value_ns, long long interval_ns)
 {
 	struct sigevent sev;
@@ -123,7 +114,7 @@ int main(int argc, char **argv)
 		wl_die("timer_delete: %s", strerror(errno));
 
 	wl_ready();
-	wl_loop(5000000ull, burn);
+	wl_loop(5000000ull, wl_burn);
 
 	if (wl.corrupt)
 		timer_delete(ids[T3]);
@@ -155,7 +146,7 @@ int main(int argc, char **argv)
 		if (i != T0 && i != T4 && i != T5)
 			continue;
 		while (fired[i] == before && wl_mono() < deadline)
-			burn();
+			wl_burn();
 		if (fired[i] == before)
 			wl_failf("t%d no longer fires (%d times before)", i, (int)before);
 	}
