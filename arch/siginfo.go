@@ -91,7 +91,7 @@ func SiginfoForTask(a Arch, raw []byte) ([]byte, error) {
 	case silTimer:
 		u32(0, 0)
 		u32(4, 4)
-		long(8, 8) // sigval
+		u32(8, 8) // sigval: its sival_int (see silRT)
 	case silPoll:
 		long(0, 0) // band
 		u32(8, 4)  // fd
@@ -106,7 +106,12 @@ func SiginfoForTask(a Arch, raw []byte) ([]byte, error) {
 	case silRT:
 		u32(0, 0)
 		u32(4, 4)
-		long(8, 8) // sigval
+		// sigval: the kernel carries a 32-bit task's value as the
+		// sival_int of the 64-bit union, its first four bytes (the high
+		// half of sival_ptr on a big-endian kernel), and gives the task
+		// that int back (copy_siginfo_to_user32): copy those bytes, not
+		// the pointer's low half.
+		u32(8, 8)
 	case silSys:
 		long(0, 0) // call_addr
 		u32(8, 4)  // syscall

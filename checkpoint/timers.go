@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 
@@ -83,7 +84,17 @@ func (f *Frozen) capturePosixTimers(in *inject.Injector, t *image.Task, s scratc
 		if err != nil {
 			return err
 		}
-		pt := &image.PosixTimer{Id: tm.ID, Clock: tm.Clock, Notify: tm.Notify, Signo: tm.Signo, Value: tm.Value, IntervalNs: iv, ValueNs: v}
+		value := tm.Value
+		if a.WordSize() == 4 {
+			// The 64-bit kernel keeps a 32-bit task's sigev_value in the
+			// sival_int of its union: the high half of the sival_ptr
+			// /proc shows on a big-endian kernel (ppc32 on ppc64).
+			if a.ByteOrder() == binary.BigEndian {
+				value >>= 32
+			}
+			value &= 0xffffffff
+		}
+		pt := &image.PosixTimer{Id: tm.ID, Clock: tm.Clock, Notify: tm.Notify, Signo: tm.Signo, Value: value, IntervalNs: iv, ValueNs: v}
 		if tm.Notify&4 != 0 {
 			pt.Tid = tm.Target
 		}

@@ -1,6 +1,7 @@
 package powerpc
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"testing"
 
@@ -69,6 +70,30 @@ func TestLayouts(t *testing.T) {
 		}
 		if i, v, err := arch.DecodeITimerval(a, arch.EncodeITimerval(a, 1_000_500_000, 2_000_000_000)); err != nil || i != 1_000_500_000 || v != 2_000_000_000 {
 			t.Errorf("%s: itimerval round trip %d %d %v", a.Name(), i, v, err)
+		}
+	}
+}
+
+// A ppc32 task's sigqueue value (or a POSIX timer's) is the sival_int of the
+// 64-bit kernel's union: its first four bytes, the high half of sival_ptr
+// on this big-endian kernel. The compat siginfo must carry that int, not
+// the pointer's low half.
+func TestSiginfoForPPC32KeepsSivalInt(t *testing.T) {
+	be := binary.BigEndian
+	for _, code := range []int32{-1 /* SI_QUEUE */, -2 /* SI_TIMER */} {
+		raw := make([]byte, arch.SiginfoSize)
+		be.PutUint32(raw[0:], 35)
+		be.PutUint32(raw[8:], uint32(code))
+		be.PutUint32(raw[16:], 7)     // si_pid / si_timerid
+		be.PutUint32(raw[20:], 8)     // si_uid / si_overrun
+		be.PutUint32(raw[24:], 1001)  // sival_int
+		be.PutUint32(raw[28:], 0xbad) // the rest of sival_ptr
+		got, err := arch.SiginfoForTask(PPC32, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, b, v := be.Uint32(got[12:]), be.Uint32(got[16:]), be.Uint32(got[20:]); a != 7 || b != 8 || v != 1001 {
+			t.Errorf("code %d: compat union %d %d value %d, want 7 8 1001", code, a, b, v)
 		}
 	}
 }

@@ -67,7 +67,13 @@ var (
 	// The 32-bit build holds FP and VMX (the compat view has no VSX regset).
 	vecThreads32 = moveWorkload{name: "vecthreads32", src: "vecthreads.c", arch: ArchPPC, cflags: []string{"-maltivec"},
 		args: []string{"--log-unlinked", "--threads=3"}, run: 3 * time.Second}
-	goWork = moveWorkload{name: "gowork", src: "gowork",
+	// POSIX timers (periodic with a value, one-shot, a deleted ID,
+	// SIGEV_NONE, thread-directed, the process CPU clock): the guests'
+	// 6.1 kernels lack PR_TIMER_CREATE_RESTORE_IDS, so restore reaches
+	// each ID through placeholder timers.
+	posixTimers   = moveWorkload{name: "posixtimers", src: "zdtm/posixtimers.c", args: []string{"--log-unlinked"}, run: 3 * time.Second}
+	posixTimers32 = moveWorkload{name: "posixtimers32", src: "zdtm/posixtimers.c", arch: ArchPPC, args: []string{"--log-unlinked"}, run: 3 * time.Second}
+	goWork        = moveWorkload{name: "gowork", src: "gowork",
 		args: []string{"--log-unlinked", "--heap-mib=16", "--workers=2"}, run: 3 * time.Second}
 	// The "1 GiB-class" workload at mixedMiB (128 MiB, 2048 pages of 64
 	// KiB), dirtying one page a second while it moves. The page pipeline
@@ -117,10 +123,10 @@ func TestPowerMove(t *testing.T) {
 		// kernel ships.
 		{arch: ArchPPC64LE, workloads: []moveWorkload{
 			{name: "simple", src: "simple.c", args: []string{"--mode=pause"}, steps: 3, files: []string{"mapped.dat", "progress.log"}},
-			vecThreads, goWork, mixedBig,
+			vecThreads, goWork, mixedBig, posixTimers,
 		}},
 		{arch: ArchPPC64, fromG1: true, delay: 5 * time.Second, workloads: []moveWorkload{
-			vecThreads, goWork, vecThreads32, back(vecThreads), back(vecThreads32),
+			vecThreads, goWork, vecThreads32, back(vecThreads), back(vecThreads32), posixTimers, posixTimers32,
 		}},
 	}
 	for _, tc := range tests {
