@@ -25,6 +25,12 @@ import (
 // it; it returns the restored PID.
 func move(t *testing.T, p *workload.Proc, pid int) int {
 	t.Helper()
+	return moveWith(t, p, pid, restore.Options{})
+}
+
+// moveWith is move with restore options.
+func moveWith(t *testing.T, p *workload.Proc, pid int, opts restore.Options) int {
+	t.Helper()
 	var img bytes.Buffer
 	task, st, err := checkpoint.Dump(pid, &img, checkpoint.DumpOptions{})
 	if err != nil {
@@ -35,7 +41,7 @@ func move(t *testing.T, p *workload.Proc, pid int) int {
 	}
 	t.Logf("checkpoint: %d VMAs, %d pages, %d image bytes, frozen %v", len(task.Vmas), st.Pages, st.ImageBytes, st.Frozen.Round(time.Millisecond))
 	start := time.Now()
-	proc, rst, err := restore.FromImage(&img, restore.Options{})
+	proc, rst, err := restore.FromImage(&img, opts)
 	if err != nil {
 		t.Fatalf("restore %d: %v", pid, err)
 	}
@@ -195,21 +201,8 @@ func TestPosixTimersWithoutRestoreIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var img bytes.Buffer
-	if _, _, err := checkpoint.Dump(pid, &img, checkpoint.DumpOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Reap(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	proc, _, err := restore.FromImage(&img, restore.Options{NoTimerRestoreIDs: true})
-	if err != nil {
-		t.Fatalf("restore: %v", err)
-	}
-	if err := proc.Resume(); err != nil {
-		t.Fatal(err)
-	}
-	res, err := p.Finish(pid)
+	newPid := moveWith(t, p, pid, restore.Options{NoTimerRestoreIDs: true})
+	res, err := p.Finish(newPid)
 	if err != nil || !res.Passed() {
 		t.Fatalf("after the restore: %v %s\n%s", err, res.Status, p.Output())
 	}
