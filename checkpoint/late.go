@@ -3,7 +3,6 @@ package checkpoint
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -88,12 +87,8 @@ var ErrGone = errors.New("task gone")
 // procAlive reports whether pid is a process that has not exited (a
 // zombie has).
 func procAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	st, err := procfs.ParseStat(b)
-	return err == nil && st.State != 'Z' && st.State != 'X'
+	st, err := procfs.ReadStat(pid)
+	return err == nil && !st.Exited()
 }
 
 // timerTravels tells, of a siginfo, whether it is the expiry of a timer t

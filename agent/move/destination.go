@@ -58,12 +58,8 @@ func (o *Outcomes) stillRunning(id string) bool {
 
 // startTime is pid's start time, 0 if it is gone or a zombie.
 func startTime(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	st, err := procfs.ParseStat(b)
-	if err != nil || st.State == 'Z' || st.State == 'X' {
+	st, err := procfs.ReadStat(pid)
+	if err != nil || st.Exited() {
 		return 0
 	}
 	return st.StartTime
@@ -130,23 +126,17 @@ func Serve(ctx context.Context, s *transport.Session, opts DestinationOptions) e
 		m, _ := s.Recv(lctx)
 		cancel()
 		if fw := m.GetForward(); fw != nil {
-			var n int
-			var ferr error
+			var why error
 			switch {
 			case emptyForward(fw):
 			case st != image.Outcome_RUNNING || fw.MoveId != q.MoveId:
-				ferr = fmt.Errorf("move %s did not resume here", fw.MoveId)
+				why = fmt.Errorf("move %s did not resume here", fw.MoveId)
 			case !opts.Outcomes.stillRunning(q.MoveId):
 				// Not to whatever process has the PID now.
-				ferr = fmt.Errorf("the task of move %s (pid %d) has exited here", q.MoveId, pid)
-			default:
-				n, ferr = deliverForward(int(pid), fw)
-				log.Info("signals sent to the original while the move was in doubt, forwarded", "move", q.MoveId, "pid", pid, "sent", n, "err", ferr)
+				why = fmt.Errorf("the task of move %s (pid %d) has exited here", q.MoveId, pid)
 			}
-			_ = s.Send(&image.Control{Msg: &image.Control_ForwardDone{ForwardDone: forwardDone(fw.MoveId, n, ferr)}})
-			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, _ = s.Recv(lctx)
-			cancel()
+			answerForward(s, log.With("move", q.MoveId), int(pid), fw, why)
+			awaitHangUp(ctx, s, 5*time.Second)
 		}
 		return err
 	}
@@ -161,11 +151,8 @@ func Serve(ctx context.Context, s *transport.Session, opts DestinationOptions) e
 		}
 	}()
 	err = d.run()
-	// Let the last message reach the source before the session closes:
-	// wait (bounded) for the source to hang up first.
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, _ = s.Recv(lctx)
-	cancel()
+	// Let the last message reach the source before the session closes.
+	awaitHangUp(ctx, s, 10*time.Second)
 	if d.proc != nil && !d.resumed {
 		d.proc.Kill()
 	}
@@ -429,12 +416,15 @@ func (d *destination) takeForward() {
 		d.log.Warn("expected Forward after Running", "got", fmt.Sprintf("%T", msg.Msg))
 		return
 	}
-	var n int
-	if !emptyForward(fw) {
-		n, err = deliverForward(d.proc.PID, fw)
-		d.log.Info("signals sent to the original during the cutover, forwarded", "pid", d.proc.PID, "sent", n, "err", err)
-	}
-	_ = d.s.Send(&image.Control{Msg: &image.Control_ForwardDone{ForwardDone: forwardDone(d.id, n, err)}})
+	answerForward(d.s, d.log, d.proc.PID, fw, nil)
+}
+
+// awaitHangUp waits, at most d, for the source to close the session: a
+// message sent last reaches it before the session closes here.
+func awaitHangUp(ctx context.Context, s *transport.Session, d time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	_, _ = s.Recv(ctx)
 }
 
 // forwardWait bounds the destination's wait for Forward, which the source

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"unsafe"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/migrated/migrated/checkpoint"
 	"github.com/migrated/migrated/image"
+	"github.com/migrated/migrated/transport"
 )
 
 // Signals sent to the original after its state was captured, while it is
@@ -37,13 +39,19 @@ func forwardOf(moveID string, l *checkpoint.LateSignals) *image.Forward {
 	return fw
 }
 
-// forwardDone answers a Forward.
-func forwardDone(moveID string, delivered int, err error) *image.ForwardDone {
-	d := &image.ForwardDone{MoveId: moveID, Delivered: int32(delivered)}
-	if err != nil {
-		d.Error = err.Error()
+// answerForward sends the task pid the signals of fw, unless why says why
+// not, and answers ForwardDone with how many went out.
+func answerForward(s *transport.Session, log *slog.Logger, pid int, fw *image.Forward, why error) {
+	n, err := 0, why
+	if err == nil && !emptyForward(fw) {
+		n, err = deliverForward(pid, fw)
+		log.Info("signals sent to the original during the cutover, forwarded", "pid", pid, "sent", n, "err", err)
 	}
-	return d
+	done := &image.ForwardDone{MoveId: fw.MoveId, Delivered: int32(n)}
+	if err != nil {
+		done.Error = err.Error()
+	}
+	_ = s.Send(&image.Control{Msg: &image.Control_ForwardDone{ForwardDone: done}})
 }
 
 func emptyForward(fw *image.Forward) bool {

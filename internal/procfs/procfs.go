@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -312,6 +313,18 @@ func ParseStat(data []byte) (*Stat, error) {
 	}
 	return st, nil
 }
+
+// ReadStat reads and parses /proc/PID/stat.
+func ReadStat(pid int) (*Stat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	return ParseStat(b)
+}
+
+// Exited reports whether the process has exited: a zombie, or dead.
+func (st *Stat) Exited() bool { return st.State == 'Z' || st.State == 'X' }
 
 // FdInfo holds /proc/PID/fdinfo/N.
 type FdInfo struct {
